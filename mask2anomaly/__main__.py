@@ -1,0 +1,7 @@
+"""``python -m mask2anomaly`` runs the command-line tool."""
+
+import sys
+
+from mask2anomaly.cli.main import main
+
+sys.exit(main())

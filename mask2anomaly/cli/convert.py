@@ -1,0 +1,37 @@
+"""``mask2anomaly convert SRC DST``: rewrite any supported checkpoint in this package's format."""
+
+from __future__ import annotations
+
+import argparse
+
+from mask2anomaly.models.loading import load_model, save_model
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a Hugging Face / detectron2 checkpoint to a mask2anomaly .safetensors file",
+        description=(
+            "Read SRC (a Hugging Face Mask2Former directory, a detectron2 Mask2Former/Mask2Anomaly .pth/.pkl, "
+            "or a mask2anomaly checkpoint), check that every weight fits the model, and write DST: a single "
+            ".safetensors file with the model configuration in its metadata (or, if DST does not end in "
+            ".safetensors, a directory with model.safetensors and config.json). The output is written atomically."
+        ),
+    )
+    parser.add_argument("src", help="checkpoint to read")
+    parser.add_argument("dst", help="where to write the converted checkpoint")
+    parser.add_argument(
+        "--attention",
+        choices=("cross", "masked", "global_masked"),
+        help="detectron2 files only: decoder attention, when the weights cannot tell (default: inferred)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"attention": args.attention} if args.attention else None
+    model = load_model(args.src, overrides=overrides)
+    save_model(model, args.dst)
+    n = sum(p.numel() for p in model.state_dict().values())
+    print(f"wrote {args.dst}: {model.config.backbone.name}, {model.config.attention} attention, {n:,} values")
+    return 0

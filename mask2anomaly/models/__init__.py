@@ -1,0 +1,14 @@
+"""Models: the mask transformer, its parts, and the readers of its checkpoint formats."""
+
+from mask2anomaly.models.config import BackboneConfig, ModelConfig, SwinConfig
+from mask2anomaly.models.mask_transformer import MaskTransformer
+from mask2anomaly.models.output import MaskPrediction, MaskTransformerOutput
+
+__all__ = [
+    "BackboneConfig",
+    "MaskPrediction",
+    "MaskTransformer",
+    "MaskTransformerOutput",
+    "ModelConfig",
+    "SwinConfig",
+]

@@ -1,0 +1,131 @@
+"""Architecture configuration of the mask transformer (backbone, pixel decoder, transformer decoder).
+
+Only architecture lives here; loss weights and training settings belong to the training recipes.
+Defaults are the Mask2Former / Mask2Anomaly Cityscapes settings (R50, 100 queries, 9 decoder layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+ATTENTION_MODES = ("cross", "masked", "global_masked")
+GMA_WEIGHTS = ("separate", "shared")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "swin", "efficientnet_lite0")
+
+
+@dataclass(frozen=True)
+class SwinConfig:
+    """Swin Transformer hyper-parameters (names as in ``transformers.SwinConfig``).
+
+    The defaults are Swin-T; Swin-S/B/L differ in ``embed_dim``, ``depths`` and ``num_heads``.
+    """
+
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 7
+    patch_size: int = 4
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.3
+    layer_norm_eps: float = 1e-5
+    use_absolute_embeddings: bool = False
+
+
+SWIN_PRESETS: dict[str, SwinConfig] = {
+    "swin_tiny": SwinConfig(),
+    "swin_small": SwinConfig(depths=(2, 2, 18, 2)),
+    "swin_base": SwinConfig(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12),
+    "swin_large": SwinConfig(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+}
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Which backbone to build and how.
+
+    Attributes:
+        name: one of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``swin``,
+            ``efficientnet_lite0``.
+        swin: hyper-parameters when ``name == "swin"``.
+        freeze: keep every backbone weight fixed during training (the paper freezes its R50).
+        pretrained: ``None`` (random init), a path to a weight file (ResNet: torchvision or
+            detectron2 layout), or ``"imagenet"`` for EfficientNet-Lite0's packaged weights.
+    """
+
+    name: str = "resnet50"
+    swin: SwinConfig | None = None
+    freeze: bool = False
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.name!r}; expected one of {', '.join(BACKBONES)}")
+        if self.name == "swin" and self.swin is None:
+            object.__setattr__(self, "swin", SwinConfig())
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The whole mask transformer.
+
+    Attributes:
+        num_classes: K, the number of known classes (the class head has K + 1 outputs, the last
+            being "no object").
+        class_names: optional names of the K classes.
+        num_queries: N, object queries.
+        hidden_dim: transformer decoder width.
+        num_heads: attention heads, in the decoder and in the deformable encoder.
+        dim_feedforward: decoder FFN width.
+        num_decoder_layers: decoder layers (Mask2Former's ``DEC_LAYERS - 1``; a prediction is made
+            after the query initialisation and after every layer, so there are this + 1 predictions).
+        pre_norm: pre-LayerNorm decoder layers instead of post-norm.
+        enforce_input_projection: project decoder inputs even when widths already agree.
+        conv_dim: pixel decoder width.
+        mask_dim: width of the per-pixel mask embeddings.
+        encoder_layers: deformable-attention encoder layers in the pixel decoder.
+        encoder_feedforward_dim: encoder FFN width.
+        encoder_points: sampling points per head and level in deformable attention.
+        common_stride: stride of the mask features (4).
+        attention: ``"cross"`` (plain cross-attention), ``"masked"`` (Mask2Former) or
+            ``"global_masked"`` (Mask2Anomaly's GMA).
+        gma_weights: ``"separate"`` (two attention modules, foreground and background, as in the
+            official code and its checkpoints) or ``"shared"`` (one module used twice, Eq. 8).
+    """
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    num_classes: int = 19
+    class_names: tuple[str, ...] | None = None
+    num_queries: int = 100
+    hidden_dim: int = 256
+    num_heads: int = 8
+    dim_feedforward: int = 2048
+    num_decoder_layers: int = 9
+    pre_norm: bool = False
+    enforce_input_projection: bool = False
+    conv_dim: int = 256
+    mask_dim: int = 256
+    encoder_layers: int = 6
+    encoder_feedforward_dim: int = 1024
+    encoder_points: int = 4
+    common_stride: int = 4
+    attention: str = "masked"
+    gma_weights: str = "separate"
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        if self.gma_weights not in GMA_WEIGHTS:
+            raise ValueError(f"gma_weights must be one of {GMA_WEIGHTS}, got {self.gma_weights!r}")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names but num_classes is {self.num_classes}")
+        for name in ("hidden_dim", "conv_dim"):
+            width = getattr(self, name)
+            if width % self.num_heads:
+                raise ValueError(f"{name}={width} is not divisible by num_heads={self.num_heads}")
+        if self.conv_dim % 32:
+            raise ValueError(f"conv_dim={self.conv_dim} must be a multiple of 32 (GroupNorm with 32 groups)")
+
+    def with_attention(self, attention: str) -> ModelConfig:
+        """The same architecture with another decoder attention mode."""
+        return replace(self, attention=attention)
