@@ -28,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     config = model.config
     print(f"backbone          {config.backbone.name}")
     print(f"attention         {config.attention}")
-    print(f"classes           {config.num_classes}" + (f" ({', '.join(config.class_names)})" if config.class_names else ""))
+    print(
+        f"classes           {config.num_classes}"
+        + (f" ({', '.join(config.class_names)})" if config.class_names else "")
+    )
     print(f"queries           {config.num_queries}")
     print(f"decoder layers    {config.num_decoder_layers}")
     for name in ("backbone", "pixel_decoder", "decoder"):

@@ -17,11 +17,9 @@ Every weight must find its place and every parameter must get a value; anything 
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mask2anomaly.config_utils import from_dict, to_dict
@@ -31,38 +29,14 @@ from mask2anomaly.models.config import ModelConfig
 from mask2anomaly.models.formats.detectron2 import config_from_detectron2, convert_detectron2_state_dict
 from mask2anomaly.models.formats.huggingface import config_from_hf, convert_hf_state_dict
 from mask2anomaly.models.formats.native import load_safetensors, read_native_config, save_native
-from mask2anomaly.models.formats.state_dict import load_strict
+from mask2anomaly.models.formats.state_dict import as_tensors, load_strict, read_torch_file
 from mask2anomaly.models.mask_transformer import MaskTransformer
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
-        raise CheckpointError(
-            f"{path}: refused to unpickle (only weights_only=True pickles are loaded): {first}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
-
-
-def _as_tensors(state: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(value)
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
-        out[key] = value
-    return out
 
 
 def _build(
     config: ModelConfig, state: dict[str, torch.Tensor], source: str, device: str | torch.device
 ) -> MaskTransformer:
-    model = MaskTransformer(config)
+    model = MaskTransformer(config, load_pretrained=False)
     load_strict(model, state, source)
     return model.to(device).eval()
 
@@ -73,19 +47,19 @@ def _load_hf_dir(path: Path, device: str | torch.device) -> MaskTransformer:
     if (path / "model.safetensors").exists():
         state = load_safetensors(path / "model.safetensors")
     elif (path / "pytorch_model.bin").exists():
-        state = _as_tensors(_torch_load(path / "pytorch_model.bin"), path / "pytorch_model.bin")
+        state = as_tensors(read_torch_file(path / "pytorch_model.bin"), path / "pytorch_model.bin")
     else:
         raise CheckpointError(f"{path}: Hugging Face directory without model.safetensors or pytorch_model.bin")
     return _build(config, convert_hf_state_dict(state, config), str(path), device)
 
 
 def _load_detectron2(path: Path, device: str | torch.device, overrides: dict[str, Any] | None) -> MaskTransformer:
-    obj = _torch_load(path)
+    obj = read_torch_file(path)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of weights (or a dict with 'model'), got {type(obj).__name__}")
-    state = _as_tensors(obj, path)
+    state = as_tensors(obj, path)
     config = config_from_detectron2(state, str(path), overrides)
     return _build(config, convert_detectron2_state_dict(state, config), str(path), device)
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from mask2anomaly.errors import UserError
 from mask2anomaly.models.backbones import build_backbone
+from mask2anomaly.models.backbones.pretrained import load_pretrained_backbone
 from mask2anomaly.models.config import ModelConfig
 from mask2anomaly.models.output import MaskTransformerOutput
 from mask2anomaly.models.pixel_decoder import MSDeformAttnPixelDecoder
@@ -33,7 +34,9 @@ class MaskTransformer(nn.Module):
         ((1, 5, 4), (1, 5, 16, 16))
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, load_pretrained: bool = True) -> None:
+        """Build the model; ``load_pretrained=False`` skips ``config.backbone.pretrained`` (used when
+        a whole checkpoint is about to be loaded)."""
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config.backbone)
@@ -61,6 +64,8 @@ class MaskTransformer(nn.Module):
             attention=config.attention,
             gma_weights=config.gma_weights,
         )
+        if config.backbone.pretrained and load_pretrained:
+            load_pretrained_backbone(self.backbone, config.backbone.pretrained)
         if config.backbone.freeze:
             self.backbone.freeze()
 

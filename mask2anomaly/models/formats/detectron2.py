@@ -83,6 +83,23 @@ def config_from_detectron2(
         raise CheckpointError(f"{source}: {err}") from None
 
 
+def resnet_rules(prefix: str, target: str) -> list[tuple[str, str]]:
+    """Rename rules from detectron2's ResNet names (``stem.conv1``, ``res{2..5}.{i}.conv{k}.norm``,
+    ``shortcut``) under regex ``prefix`` to the torchvision names under ``target``."""
+    rules = [
+        (prefix + r"stem\.conv1\.weight", f"{target}conv1.weight"),
+        (prefix + r"stem\.conv1\.norm\.(.*)", rf"{target}bn1.\1"),
+    ]
+    for r in range(2, 6):
+        rules += [
+            (prefix + rf"res{r}\.(\d+)\.conv(\d)\.weight", rf"{target}layer{r - 1}.\1.conv\2.weight"),
+            (prefix + rf"res{r}\.(\d+)\.conv(\d)\.norm\.(.*)", rf"{target}layer{r - 1}.\1.bn\2.\3"),
+            (prefix + rf"res{r}\.(\d+)\.shortcut\.weight", rf"{target}layer{r - 1}.\1.downsample.0.weight"),
+            (prefix + rf"res{r}\.(\d+)\.shortcut\.norm\.(.*)", rf"{target}layer{r - 1}.\1.downsample.1.\2"),
+        ]
+    return rules
+
+
 def convert_detectron2_state_dict(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """Rename a detectron2 state dict to this package's parameter names."""
     num_fpn = fpn_levels(config)
@@ -90,16 +107,8 @@ def convert_detectron2_state_dict(state: dict[str, torch.Tensor], config: ModelC
         (r"criterion\..*", ""),
         (r"pixel_(mean|std)", ""),
         (PRED + r"transformer_cross_attention_layers\.\d+\.fusion_layer\..*", ""),
-        (r"backbone\.stem\.conv1\.weight", "backbone.conv1.weight"),
-        (r"backbone\.stem\.conv1\.norm\.(.*)", r"backbone.bn1.\1"),
     ]
-    for r in range(2, 6):
-        rules += [
-            (rf"backbone\.res{r}\.(\d+)\.conv(\d)\.weight", rf"backbone.layer{r - 1}.\1.conv\2.weight"),
-            (rf"backbone\.res{r}\.(\d+)\.conv(\d)\.norm\.(.*)", rf"backbone.layer{r - 1}.\1.bn\2.\3"),
-            (rf"backbone\.res{r}\.(\d+)\.shortcut\.weight", rf"backbone.layer{r - 1}.\1.downsample.0.weight"),
-            (rf"backbone\.res{r}\.(\d+)\.shortcut\.norm\.(.*)", rf"backbone.layer{r - 1}.\1.downsample.1.\2"),
-        ]
+    rules += resnet_rules(r"backbone\.", "backbone.")
     enc = PIXEL + r"transformer\.encoder\.layers\.(\d+)\."
     rules += [
         (PIXEL + r"input_proj\.(.*)", r"pixel_decoder.input_proj.\1"),

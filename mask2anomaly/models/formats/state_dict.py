@@ -9,9 +9,14 @@ offending keys.
 from __future__ import annotations
 
 import math
+import pickle
 import re
+import zipfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +50,35 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
     if misshaped:
         raise CheckpointError(f"{source}: {len(misshaped)} weights have the wrong shape: {'; '.join(misshaped[:3])}")
     module.load_state_dict(dict(state), strict=True)
+
+
+def read_torch_file(path: Path) -> Any:
+    """Read a ``torch.save`` file with ``weights_only=True``; refuse anything else in one line."""
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save archive)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"it needs {found.group(1)}" if found else "it contains objects other than tensors"
+        raise CheckpointError(
+            f"{path}: refused to unpickle (only weights_only=True pickles are loaded): {what}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+
+
+def as_tensors(state: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """Check that every value is a tensor (numpy arrays are converted)."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        out[key] = value
+    return out
 
 
 def rename(state: Mapping[str, torch.Tensor], rules: Iterable[tuple[str, str]]) -> dict[str, torch.Tensor]:
