@@ -41,7 +41,7 @@ class DeformableEncoderLayer(nn.Module):
         self, x: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor, shapes: list[tuple[int, int]]
     ) -> torch.Tensor:
         x = self.norm1(x + self.self_attn(x + pos, reference_points, x, shapes))
-        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+        return self.norm2(x + self.linear2(F.relu_(self.linear1(x))))
 
 
 def _conv_gn(in_ch: int, out_ch: int, kernel: int, bias: bool, relu: bool = False) -> nn.Sequential:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -21,7 +22,20 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` with ``y = x * scale + shift`` per channel."""
         scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift()
         return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+
+def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, norm: FrozenBatchNorm2d) -> torch.Tensor:
+    """``norm(conv(x))`` as one convolution with the normalisation folded into its weights
+    (frozen statistics make this exact up to rounding, and it saves two passes over the output)."""
+    scale, shift = norm.scale_shift()
+    weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return F.conv2d(x, weight, bias.to(weight.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mask2anomaly.models.backbones.base import Backbone, FeatureSpec
-from mask2anomaly.models.backbones.frozen_batchnorm import FrozenBatchNorm2d
+from mask2anomaly.models.backbones.frozen_batchnorm import FrozenBatchNorm2d, conv_frozen_bn
 
 RESNET_DEPTHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -26,6 +26,10 @@ RESNET_DEPTHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+def _shortcut(x: torch.Tensor, downsample: nn.Sequential | None) -> torch.Tensor:
+    return x if downsample is None else conv_frozen_bn(x, downsample[0], downsample[1])
 
 
 class BasicBlock(nn.Module):
@@ -45,10 +49,9 @@ class BasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        out = F.relu(conv_frozen_bn(x, self.conv1, self.bn1))
+        out = conv_frozen_bn(out, self.conv2, self.bn2)
+        return F.relu(out + _shortcut(x, self.downsample))
 
 
 class Bottleneck(nn.Module):
@@ -70,11 +73,10 @@ class Bottleneck(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        out = F.relu(conv_frozen_bn(x, self.conv1, self.bn1))
+        out = F.relu(conv_frozen_bn(out, self.conv2, self.bn2))
+        out = conv_frozen_bn(out, self.conv3, self.bn3)
+        return F.relu(out + _shortcut(x, self.downsample))
 
 
 class ResNet(Backbone):
@@ -99,7 +101,7 @@ class ResNet(Backbone):
         self.feature_specs = tuple(specs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(conv_frozen_bn(x, self.conv1, self.bn1))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         features = []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
