@@ -10,7 +10,18 @@ from dataclasses import dataclass, field, replace
 
 ATTENTION_MODES = ("cross", "masked", "global_masked")
 GMA_WEIGHTS = ("separate", "shared")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "swin", "efficientnet_lite0")
+BACKBONES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "swin",
+    "swin_tiny",
+    "swin_small",
+    "swin_base",
+    "swin_large",
+    "efficientnet_lite0",
+)
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,10 @@ class BackboneConfig:
     """Which backbone to build and how.
 
     Attributes:
-        name: one of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``swin``,
-            ``efficientnet_lite0``.
-        swin: hyper-parameters when ``name == "swin"``.
+        name: one of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``swin`` (with
+            ``swin`` given), ``swin_tiny``, ``swin_small``, ``swin_base``, ``swin_large`` (Mask2Former's
+            Swin-T/S/B/L, windows 7, 7, 12, 12), ``efficientnet_lite0``.
+        swin: Swin hyper-parameters (filled in from the preset for ``swin_*`` names).
         freeze: keep every backbone weight fixed during training (the paper freezes its R50).
         pretrained: ``None`` (random init), a path to a weight file (ResNet: torchvision or
             detectron2 layout), or ``"imagenet"`` for EfficientNet-Lite0's packaged weights.
@@ -63,6 +75,8 @@ class BackboneConfig:
             raise ValueError(f"unknown backbone {self.name!r}; expected one of {', '.join(BACKBONES)}")
         if self.name == "swin" and self.swin is None:
             object.__setattr__(self, "swin", SwinConfig())
+        if self.name in SWIN_PRESETS and self.swin is None:
+            object.__setattr__(self, "swin", SWIN_PRESETS[self.name])
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
             src = layer(src, pos, reference_points, shapes)
 
         batch = src.shape[0]
+        # Token-major [B, h*w, C] chunks are channels-last [B, C, h, w] maps: view them, no copy.
         outputs = [
-            chunk.transpose(1, 2).reshape(batch, -1, h, w)
+            chunk.reshape(batch, h, w, -1).permute(0, 3, 1, 2)
             for chunk, (h, w) in zip(src.split([h * w for h, w in shapes], dim=1), shapes, strict=True)
         ]
         for lateral, output_conv, x in zip(

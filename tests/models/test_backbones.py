@@ -91,3 +91,18 @@ def test_freeze_backbone_stops_gradients_only_there():
     (out.class_logits.sum() + out.mask_logits.sum()).backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert all(p.grad is not None for p in model.decoder.class_embed.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "millions"),
+    [("swin_tiny", (96, 192, 384, 768), 27.5), ("swin_base", (128, 256, 512, 1024), 86.9)],
+)
+def test_swin_presets(name, channels, millions):
+    from mask2anomaly.models.backbones import build_backbone
+
+    net = build_backbone(BackboneConfig(name)).eval()
+    assert net.channels == channels
+    assert abs(sum(p.numel() for p in net.parameters()) / 1e6 - millions) < 0.1
+    with torch.no_grad():
+        features = net(torch.zeros(1, 3, 64, 96))
+    assert [tuple(f.shape[-2:]) for f in features] == [(16, 24), (8, 12), (4, 6), (2, 3)]

@@ -14,7 +14,7 @@ def build_backbone(config: BackboneConfig) -> Backbone:
         from mask2anomaly.models.backbones.resnet import ResNet
 
         return ResNet(config.name)
-    if config.name == "swin":
+    if config.name.startswith("swin"):
         from mask2anomaly.models.backbones.swin import Swin
 
         assert config.swin is not None

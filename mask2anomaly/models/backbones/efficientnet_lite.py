@@ -77,7 +77,7 @@ class EfficientNetLite0(Backbone):
             self._fc = nn.Linear(1280, 1000)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(self._bn0(self._conv_stem(x.contiguous(memory_format=torch.channels_last))))
         features = []
         for index, block in enumerate(self._blocks):
             x = block(x)

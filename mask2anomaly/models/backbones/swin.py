@@ -4,10 +4,13 @@ Parameter names are those of the Swin weights inside Hugging Face Mask2Former ch
 (``embeddings.patch_embeddings.projection``, ``encoder.layers.{i}.blocks.{j}.attention.self.query``,
 ``hidden_states_norms.stage{k}`` ...), so the released Swin-T/S/B/L models load as they are, with no
 dependency on ``transformers``. As in HF's backbone, windows are always partitioned (shifted every
-second block) whatever the resolution, and each stage's output is layer-normalised.
+second block) whatever the resolution, and each stage's output is layer-normalised (returned as a
+channels-last view, which the pixel decoder's convolutions prefer).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +32,20 @@ def _unwindows(x: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
     c = x.shape[-1]
     x = x.view(-1, h // size, w // size, size, size, c).transpose(2, 3)
     return x.reshape(-1, h, w, c)
+
+
+@lru_cache(maxsize=32)
+def shifted_window_mask(
+    h: int, w: int, window: int, shift: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Additive mask ``[nW, window^2, window^2]``: -100 between pixels that the cyclic shift brought
+    together from different image regions, 0 elsewhere. Depends only on the sizes, so it is cached."""
+    rows = (torch.arange(h, device=device) >= h - window).long() + (torch.arange(h, device=device) >= h - shift).long()
+    cols = (torch.arange(w, device=device) >= w - window).long() + (torch.arange(w, device=device) >= w - shift).long()
+    region = (rows[:, None] * 3 + cols[None, :]).to(dtype)[None, :, :, None]
+    region = _windows(region, window).squeeze(-1)
+    differs = region[:, None, :] != region[:, :, None]
+    return torch.zeros(differs.shape, device=device, dtype=dtype).masked_fill(differs, -100.0)
 
 
 class SelfAttentionWeights(nn.Module):
@@ -62,10 +79,11 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``x [B * nW, N, C]``, ``mask [nW, N, N]`` additive or ``None``."""
         bw, n, c = x.shape
-        split = (bw, n, self.heads, c // self.heads)
-        q = self.self.query(x).view(split).transpose(1, 2)
-        k = self.self.key(x).view(split).transpose(1, 2)
-        v = self.self.value(x).view(split).transpose(1, 2)
+        attn = self.self
+        weight = torch.cat((attn.query.weight, attn.key.weight, attn.value.weight))
+        bias = None if attn.query.bias is None else torch.cat((attn.query.bias, attn.key.bias, attn.value.bias))
+        qkv = F.linear(x, weight, bias).view(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
         bias = self.self.relative_position_bias_table[self.self.relative_position_index.flatten()]
         bias = bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
         if mask is not None:
@@ -95,17 +113,6 @@ class SwinBlock(nn.Module):
         self.intermediate = Dense(dim, hidden)
         self.output = Dense(hidden, dim)
 
-    def _shift_mask(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
-        if self.shift == 0:
-            return None
-        ws, s = self.window, self.shift
-        rows = (torch.arange(h, device=device) >= h - ws).long() + (torch.arange(h, device=device) >= h - s).long()
-        cols = (torch.arange(w, device=device) >= w - ws).long() + (torch.arange(w, device=device) >= w - s).long()
-        region = (rows[:, None] * 3 + cols[None, :]).to(dtype)[None, :, :, None]
-        region = _windows(region, ws).squeeze(-1)
-        differs = region[:, None, :] != region[:, :, None]
-        return torch.zeros(differs.shape, device=device, dtype=dtype).masked_fill(differs, -100.0)
-
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_path == 0.0:
             return x
@@ -117,11 +124,14 @@ class SwinBlock(nn.Module):
         ws = self.window
         y = self.layernorm_before(x).view(b, h, w, c)
         pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
-        y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+        if pad_h or pad_w:
+            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
         hp, wp = h + pad_h, w + pad_w
+        mask = None
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        y = self.attention(_windows(y, ws), self._shift_mask(hp, wp, x.device, x.dtype))
+            mask = shifted_window_mask(hp, wp, ws, self.shift, x.device, x.dtype)
+        y = self.attention(_windows(y, ws), mask)
         y = _unwindows(y, ws, hp, wp)
         if self.shift:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
@@ -207,7 +217,7 @@ class Swin(Backbone):
             for block in stage.blocks:
                 x = block(x, h, w)
             out = self.hidden_states_norms[f"stage{i + 1}"](x)
-            features.append(out.view(b, h, w, -1).permute(0, 3, 1, 2).contiguous())
+            features.append(out.view(b, h, w, -1).permute(0, 3, 1, 2))
             if stage.downsample is not None:
                 x = stage.downsample(x, h, w)
                 h, w = (h + 1) // 2, (w + 1) // 2
