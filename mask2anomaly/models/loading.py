@@ -68,7 +68,8 @@ def _load_native_file(path: Path, device: str | torch.device, config: ModelConfi
     config = config or read_native_config(path)
     if config is None:
         raise CheckpointError(f"{path}: safetensors file without a mask2anomaly config in its metadata")
-    return _build(config, load_safetensors(path), str(path), device)
+    state = {k: v for k, v in load_safetensors(path).items() if not k.startswith("optimizer.")}
+    return _build(config, state, str(path), device)
 
 
 def load_model(

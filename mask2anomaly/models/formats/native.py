@@ -1,6 +1,7 @@
 """This package's own checkpoint: one ``.safetensors`` file whose metadata holds the model
 configuration as JSON (key ``mask2anomaly.config``), so weights and architecture never part.
-A directory with ``model.safetensors`` and our ``config.json`` is read as well."""
+A directory with ``model.safetensors`` and our ``config.json`` is read as well. Training checkpoints
+use the same file and add the optimiser state under ``optimizer.``, which model loading skips."""
 
 from __future__ import annotations
 
