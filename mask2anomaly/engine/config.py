@@ -28,7 +28,7 @@ class DataConfig:
         max_long: cap on the longer side after resizing.
         flip: horizontal flip probability.
         color_jitter: SSD-style colour augmentation.
-        outlier_pool: AnomalyMix cut-outs: ``synthetic``, ``folder:PATH`` or ``coco:JSON``;
+        outlier_pool: AnomalyMix cut-outs: ``synthetic``, ``folder:PATH`` or ``coco:PANOPTIC_JSON``;
             ``None`` disables pasting.
         anomaly_mix_probability: chance that a training image gets a pasted outlier.
         num_workers: data-loading processes.

@@ -26,6 +26,7 @@ from mask2anomaly.data.anomaly_mix import (
     anomaly_mix,
 )
 from mask2anomaly.data.base import UNKNOWN, Sample
+from mask2anomaly.data.coco_panoptic import CocoPanopticReader
 from mask2anomaly.data.transforms import TrainTransform
 from mask2anomaly.engine.config import DataConfig
 from mask2anomaly.errors import UserError
@@ -52,7 +53,7 @@ class Example:
 
 
 def build_outlier_pool(spec: str | None, seed: int) -> OutlierPool | None:
-    """``synthetic``, ``folder:PATH`` or ``coco:INSTANCES_JSON`` (the paper's class filter)."""
+    """``synthetic``, ``folder:PATH`` or ``coco:PANOPTIC_JSON`` (the paper's class filter)."""
     if spec is None:
         return None
     kind, _, path = spec.partition(":")
@@ -61,8 +62,8 @@ def build_outlier_pool(spec: str | None, seed: int) -> OutlierPool | None:
     if kind == "folder" and path:
         return FolderOutlierPool(Path(path))
     if kind == "coco" and path:
-        return CocoOutlierPool(Path(path))
-    raise UserError(f"data.outlier_pool {spec!r}: expected synthetic, folder:PATH or coco:JSON")
+        return CocoOutlierPool(CocoPanopticReader(path))
+    raise UserError(f"data.outlier_pool {spec!r}: expected synthetic, folder:PATH or coco:PANOPTIC_JSON")
 
 
 def targets_of(sample: Sample, kind: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

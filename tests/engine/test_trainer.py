@@ -201,3 +201,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(TrainingError, match=r"loss is nan at step 3; .*last good checkpoint .*\(step 2\)"):
         train(tiny_run(steps=5), tmp_path / "run")
     assert load_training_state(tmp_path / "run/last.safetensors").step == 2
+
+
+def test_contrastive_stage_starts_from_stage_one_and_trains_on_pasted_outliers(tmp_path):
+    stage1 = train(tiny_run(steps=1), tmp_path / "stage1")
+    config = tiny_run(steps=2)
+    config = replace(
+        config,
+        data=replace(config.data, outlier_pool="synthetic", anomaly_mix_probability=1.0),
+        loss=replace(config.loss, outlier="contrastive", contrastive_variant="corrected"),
+        train=replace(config.train, init=str(stage1)),
+    )
+    start = trainer_module.build_model(config).state_dict()
+    for key, value in load_model(stage1).state_dict().items():
+        assert torch.equal(start[key], value), key
+    train(config, tmp_path / "stage2")
+    terms = (tmp_path / "stage2/log.csv").read_text()
+    assert "loss_outlier" in terms
+    example = trainer_module.TrainingData(config.data, 19, config.train.seed).example(0)
+    assert example.outliers.any(), "AnomalyMix with probability 1 must paste an outlier"

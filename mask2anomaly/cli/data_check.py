@@ -1,0 +1,51 @@
+"""``mask2anomaly data check``: count, pair, size-check and histogram a dataset's labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mask2anomaly import data
+from mask2anomaly.errors import UserError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="inspect datasets", description="Inspect datasets.")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="verify a dataset's files and histogram its label values",
+        description=(
+            "Open a dataset, decode every sample, verify image/label pairing, sizes and label values, "
+            "and count the pixels of every label value (anomaly map if the dataset has one, else the "
+            "semantic map)."
+        ),
+    )
+    check.add_argument(
+        "--dataset",
+        required=True,
+        metavar="NAME:PATH",
+        help=f"dataset name and path, options as NAME:PATH?key=value&... (names: {', '.join(sorted(data.READERS))})",
+    )
+    check.add_argument("--json", type=Path, metavar="OUT", help="also write the report as JSON to OUT")
+    check.add_argument("--skip-bad", action="store_true", help="list bad files and continue instead of stopping")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    reader = data.open_spec(args.dataset, skip_bad=args.skip_bad)
+    report = reader.check(skip_bad=args.skip_bad)
+    print(f"{args.dataset}: {report.num_images} images")
+    total = sum(report.label_values.values()) or 1
+    for value, count in sorted(report.label_values.items()):
+        print(f"  label {value:>3}: {count:>12} px  {100 * count / total:6.2f} %")
+    for problem in report.problems:
+        print(f"  skipped: {problem}")
+    if args.json is not None:
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        except OSError as err:
+            raise UserError(f"{args.json}: cannot write report ({err.strerror})") from None
+    return 1 if report.problems else 0
