@@ -264,7 +264,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
 
 
 class _Logger:
-    """CSV log (``OUT/log.csv``) and, when the ``tensorboard`` package is installed, TensorBoard."""
+    """CSV log (``OUT/log.csv``) and TensorBoard (``OUT/tensorboard``) when the ``tensorboard``
+    package is installed (``pip install 'mask2anomaly[train]'``)."""
 
     def __init__(self, out: Path, active: bool) -> None:
         self.active = active
@@ -282,7 +283,7 @@ class _Logger:
 
             self.tensorboard = SummaryWriter(str(out / "tensorboard"))
         except ImportError:
-            self.tensorboard = None
+            tqdm.write("TensorBoard logs are off: pip install 'mask2anomaly[train]' (CSV log: log.csv)")
 
     def write(self, step: int, loss: float, lr: float, terms: dict[str, float], seconds: float) -> None:
         if not self.active:

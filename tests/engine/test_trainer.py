@@ -220,3 +220,18 @@ def test_contrastive_stage_starts_from_stage_one_and_trains_on_pasted_outliers(t
     assert "loss_outlier" in terms
     example = trainer_module.TrainingData(config.data, 19, config.train.seed).example(0)
     assert example.outliers.any(), "AnomalyMix with probability 1 must paste an outlier"
+
+
+def test_periodic_validation_and_logs(tmp_path):
+    config = tiny_run(steps=2)
+    config = replace(
+        config,
+        data=replace(config.data, val="synthetic:test?n=2&size=64x128"),
+        train=replace(config.train, val_every=1),
+    )
+    train(config, tmp_path / "run")
+    summary = json.loads((tmp_path / "run/last.json").read_text())
+    assert summary["step"] == 2
+    assert 0 <= summary["val_miou"] <= 1 and 0 < summary["val_auprc"] <= 1 and 0 <= summary["val_fpr95"] <= 1
+    assert len((tmp_path / "run/log.csv").read_text().splitlines()) == 3
+    assert list((tmp_path / "run/tensorboard").glob("events.*")), "TensorBoard events were not written"
