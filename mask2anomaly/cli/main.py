@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "info": "mask2anomaly.cli.info",
     "demo": "mask2anomaly.cli.demo",
     "train": "mask2anomaly.cli.train",
+    "evaluate": "mask2anomaly.cli.evaluate",
     "data": "mask2anomaly.cli.data_check",
     "make-synthetic": "mask2anomaly.cli.make_synthetic",
     "evaluate-maps": "mask2anomaly.cli.evaluate_maps",

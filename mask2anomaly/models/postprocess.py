@@ -23,5 +23,10 @@ def semantic_marginal(output: MaskTransformerOutput, size: tuple[int, int] | Non
     masks = output.mask_logits
     if size is not None and tuple(masks.shape[-2:]) != tuple(size):
         masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-    probs = output.class_logits.softmax(-1)[..., :-1]
-    return torch.einsum("bqk,bqhw->bkhw", probs, masks.sigmoid())
+    return marginal(output.class_logits.softmax(-1), masks.sigmoid())
+
+
+def marginal(class_probs: torch.Tensor, mask_probs: torch.Tensor) -> torch.Tensor:
+    """``sum_q class_probs[q, :K] * mask_probs[q]``: ``[B, Q, K + 1]`` and ``[B, Q, H, W]`` -> ``[B, K, H, W]``
+    (the last class, "no object", dropped)."""
+    return torch.einsum("bqk,bqhw->bkhw", class_probs[..., :-1], mask_probs)

@@ -1,0 +1,158 @@
+"""Maskomaly: zero-shot anomaly scores from a mask transformer's queries.
+
+Reference:
+    Ackermann, Sakaridis, Yu, "Maskomaly: Zero-shot Mask Anomaly Segmentation" (paper 003,
+    Algorithm 1); authors' code ``jan-ackermann/Maskomaly`` (``maskomaly/model.py`` for the score,
+    ``maskomaly/anomaly_overlap.py`` for the choice of anomaly queries).
+
+With ``m_q = sigmoid(M_q)`` at image resolution and ``p_q = softmax(C_q)`` over the K + 1 outputs:
+
+- inlier queries I: top class not "no object" and top probability ``> t_mask`` (0.7);
+- rejection map, starting at 1: ``o_reject = min over q in I ∪ R of (1 - m_q max_l p_q[l])``, where R
+  are queries always rejected (``rejected_queries``, the code's [19, 24], which fix ground
+  mislabelling for its checkpoint);
+- borders: wherever two masks of the border set exceed ``t_border`` (0.1), ``o_reject`` is lowered to
+  ``eps_border`` (0): ``b = min(1 - [m_k > t_b][m_n > t_b] + eps_b, 1)`` for every pair, computed
+  here as "at least two masks above t_b";
+- acceptance map: ``o_accept = max over anomaly queries A of m_q w_q``;
+- score ``= lam o_reject + (1 - lam) o_accept`` (``lam`` = 0.6).
+
+Two variants differ in the code and the poster:
+
+- ``code`` (default, it produced the published numbers): ``w_q = max_l p_q[l]`` over all K + 1 outputs,
+  and the border set is every query whose top class is not "no object", confident or not;
+- ``poster`` (flag ``+poster``): ``w_q = p_q[no object]`` and the border set is I.
+
+The anomaly queries A belong to one checkpoint (the defaults [49, 31, 83, 32] to the authors' Swin-L
+Cityscapes Mask2Former); :func:`select_anomaly_queries` finds them for another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from mask2anomaly.errors import UserError
+from mask2anomaly.methods.base import AnomalyMethod, ScoreContext
+from mask2anomaly.metrics._common import ANOMALY, VOID
+
+
+@dataclass(frozen=True)
+class Maskomaly(AnomalyMethod):
+    """Maskomaly's reject/accept score (Algorithm 1 of paper 003).
+
+    Args:
+        variant: ``"code"`` or ``"poster"`` (see the module docstring).
+        t_mask: inlier queries' top class probability must exceed this (0.7).
+        t_border: mask probability above which two overlapping masks make a border (0.1).
+        eps_border: value the border pixels' rejection map is lowered to (0).
+        lam: weight of the rejection map (0.6).
+        rejected_queries: queries always added to the rejection (checkpoint-specific).
+        anomaly_queries: the queries that predict anomalies (checkpoint-specific).
+    """
+
+    key = "maskomaly"
+    needs_masks = True
+    flags: ClassVar[dict[str, dict[str, Any]]] = {"poster": {"variant": "poster"}}
+    variant: Literal["code", "poster"] = "code"
+    t_mask: float = 0.7
+    t_border: float = 0.1
+    eps_border: float = 0.0
+    lam: float = 0.6
+    rejected_queries: tuple[int, ...] = (19, 24)
+    anomaly_queries: tuple[int, ...] = (49, 31, 83, 32)
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("code", "poster"):
+            raise UserError(f"maskomaly variant must be 'code' or 'poster', got {self.variant!r}")
+        if not 0 <= self.lam <= 1:
+            raise UserError(f"maskomaly lam must be in [0, 1], got {self.lam}")
+
+    def _query_mask(self, queries: tuple[int, ...], num_queries: int, device: torch.device) -> torch.Tensor:
+        if any(not 0 <= q < num_queries for q in queries):
+            raise UserError(
+                f"maskomaly query indices {list(queries)} do not fit a model with {num_queries} queries; "
+                "choose them with select_anomaly_queries"
+            )
+        out = torch.zeros(num_queries, dtype=torch.bool, device=device)
+        out[list(queries)] = True
+        return out
+
+    def score(self, ctx: ScoreContext) -> torch.Tensor:
+        p = ctx.class_probs
+        num_queries = p.shape[1]
+        top_prob, top_class = p.amax(-1), p.argmax(-1)
+        zero = torch.zeros_like(top_prob)
+        known = top_class != p.shape[-1] - 1
+        inliers = known & (top_prob > self.t_mask)
+        rejected = inliers | self._query_mask(self.rejected_queries, num_queries, p.device)
+        reject = 1 - ctx.max_weighted_mask(torch.where(rejected, top_prob, zero))
+        border_set = known if self.variant == "code" else inliers
+        border = ctx.count_masks_above(border_set, self.t_border) >= 2
+        reject = torch.where(border, torch.clamp(reject, max=self.eps_border), reject)
+        anomaly = self._query_mask(self.anomaly_queries, num_queries, p.device)
+        accept_weight = top_prob if self.variant == "code" else p[..., -1]
+        accept = ctx.max_weighted_mask(torch.where(anomaly, accept_weight, zero))
+        return self.lam * reject + (1 - self.lam) * accept
+
+
+@dataclass(frozen=True)
+class QuerySelection:
+    """The queries chosen as Maskomaly's anomaly queries.
+
+    Attributes:
+        queries: the chosen query indices, best first.
+        mean_iou: ``[Q]`` mean IoU of every query's binarised mask with the anomalies.
+        num_images: images that contained anomaly pixels (the ones averaged).
+    """
+
+    queries: tuple[int, ...]
+    mean_iou: torch.Tensor
+    num_images: int
+
+
+def select_anomaly_queries(
+    batches: Iterable[tuple[ScoreContext, torch.Tensor]], top_k: int = 4, mask_threshold: float = 0.9
+) -> QuerySelection:
+    """Pick the queries whose masks cover a validation set's anomalies best, as Maskomaly's authors do.
+
+    Criterion: per image with anomaly pixels and per query, the IoU between the query's mask
+    binarised at ``sigmoid > mask_threshold`` (0.9) and the anomaly pixels, void pixels left out of
+    both; averaged over those images; the ``top_k`` queries of highest mean IoU (ties: lower index
+    first). The authors' script does the same with two quirks we drop: it subtracts the image's whole
+    void count from the mask area, and it averages over images without anomalies too (IoU 0).
+
+    Args:
+        batches: pairs of a mask-transformer context and its labels ``[B, H, W]`` at ``ctx.size``
+            (0 inlier, 1 anomaly, 255 void).
+        top_k: number of queries to return (4 in the paper).
+        mask_threshold: mask binarisation threshold.
+
+    Returns:
+        The selection, with every query's mean IoU.
+    """
+    total: torch.Tensor | None = None
+    count = 0
+    for ctx, labels in batches:
+        if tuple(labels.shape[-2:]) != ctx.size:
+            raise UserError(f"labels of size {tuple(labels.shape[-2:])} do not match the scores' size {ctx.size}")
+        labels = labels.to(ctx.mask_probs.device)
+        valid = (labels != VOID)[:, None]
+        anomaly = (labels == ANOMALY)[:, None]
+        masks = (ctx.mask_probs > mask_threshold) & valid
+        inter = (masks & anomaly).sum((-2, -1)).double()
+        union = (masks | anomaly).sum((-2, -1)).double()
+        has_anomaly = anomaly.flatten(1).any(1)
+        iou = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))[has_anomaly]
+        total = iou.sum(0) if total is None else total + iou.sum(0)
+        count += int(has_anomaly.sum())
+    if total is None or count == 0:
+        raise UserError("cannot select anomaly queries: no validation image contains anomaly pixels")
+    mean_iou = total / count
+    if not 0 < top_k <= mean_iou.numel():
+        raise UserError(f"top_k must be in 1..{mean_iou.numel()}, got {top_k}")
+    order = sorted(range(mean_iou.numel()), key=lambda q: (-float(mean_iou[q]), q))
+    return QuerySelection(tuple(order[:top_k]), mean_iou, count)
