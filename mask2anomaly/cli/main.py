@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "demo": "mask2anomaly.cli.demo",
     "train": "mask2anomaly.cli.train",
     "evaluate": "mask2anomaly.cli.evaluate",
+    "predict": "mask2anomaly.cli.predict",
     "data": "mask2anomaly.cli.data_check",
     "make-synthetic": "mask2anomaly.cli.make_synthetic",
     "evaluate-maps": "mask2anomaly.cli.evaluate_maps",

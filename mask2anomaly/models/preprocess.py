@@ -48,7 +48,9 @@ def normalize_images(
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
     for i, image in enumerate(images):
-        pixels = torch.as_tensor(np.ascontiguousarray(image), device=device).permute(2, 0, 1).float()
+        if isinstance(image, np.ndarray) and not (image.flags.writeable and image.flags.c_contiguous):
+            image = np.array(image)
+        pixels = torch.as_tensor(image, device=device).permute(2, 0, 1).float()
         h, w = sizes[i]
         batch[i, :, :h, :w] = (pixels * (1 / 255) - mean) / std
     return batch, sizes
