@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 
@@ -35,10 +36,53 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--strict", action="store_true", help="an unreadable image is fatal (default: skip and list it)"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    open_set = parser.add_argument_group(
+        "open-set tasks", "--task oss: Open-IoU of the first method; --task ops: PQ with the unknown class"
+    )
+    open_set.add_argument("--task", choices=("anomaly", "oss", "ops"), default="anomaly")
+    open_set.add_argument("--threshold", type=float, help="oss: unknown where score >= threshold; ops: RbA mining")
+    open_set.add_argument("--calibration", metavar="NAME:PATH", help="oss: calibrate the TPR-95 threshold on this set")
+    open_set.add_argument(
+        "--cross-calibrate", action="store_true", help="oss: two datasets, each thresholded at the other's TPR-95"
+    )
+    open_set.add_argument("--mining", choices=("paper", "rba", "none"), default="paper", help="ops: unknown mining")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.task == "oss":
+        from mask2anomaly.engine.open_set import evaluate_open_set_semantic
+
+        result = evaluate_open_set_semantic(
+            args.model,
+            args.dataset,
+            methods[0],
+            args.out,
+            args.threshold,
+            args.calibration,
+            args.cross_calibrate,
+            args.short_side,
+            args.max_images,
+            args.device or "cpu",
+        )
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.task == "ops":
+        from mask2anomaly.engine.open_set import evaluate_open_panoptic
+
+        result = evaluate_open_panoptic(
+            args.model,
+            args.dataset,
+            args.out,
+            args.mining,
+            methods[0],
+            args.threshold,
+            args.max_images,
+            args.device or "cpu",
+        )
+        print(json.dumps(result, indent=2))
+        return 0
     from mask2anomaly.engine.evaluate import evaluate
 
     with warnings.catch_warnings(record=True) as caught:
@@ -46,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(
             args.model,
             args.dataset,
-            [m.strip() for m in args.methods.split(",") if m.strip()],
+            methods,
             args.out,
             short_side=args.short_side,
             strict=args.strict,

@@ -52,6 +52,17 @@ def dataset_key(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}_{Path(path).name or path}")
 
 
+def dataset_keys(specs: list[str]) -> list[str]:
+    """:func:`dataset_key` of each spec, made unique with ``_2``, ``_3`` ... suffixes."""
+    keys: list[str] = []
+    for spec in specs:
+        key, n = dataset_key(spec), 2
+        while key in keys:
+            key, n = f"{dataset_key(spec)}_{n}", n + 1
+        keys.append(key)
+    return keys
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
@@ -106,6 +117,7 @@ def heatmap(score: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
 
 def _score_dataset(
     predictor: Predictor,
+    key: str,
     spec: str,
     methods: list[AnomalyMethod],
     out: Path,
@@ -117,7 +129,6 @@ def _score_dataset(
 ) -> DatasetRun:
     reader = datasets.open_spec(spec)
     count = len(reader) if max_images <= 0 else min(max_images, len(reader))
-    key = dataset_key(spec)
     run = DatasetRun(key, spec, count)
     root = out / "maps" / key
     indices = range(process.rank, count, process.world_size)
@@ -207,8 +218,8 @@ def evaluate(
         datasets.open_spec(spec)
     names = [m.name for m in methods]
     runs = [
-        _score_dataset(predictor, spec, methods, out, short_side, strict, max_images, num_examples, process)
-        for spec in dataset_specs
+        _score_dataset(predictor, key, spec, methods, out, short_side, strict, max_images, num_examples, process)
+        for key, spec in zip(dataset_keys(dataset_specs), dataset_specs, strict=True)
     ]
     runs = _gather(runs, process)
     distributed.barrier(process)

@@ -19,10 +19,13 @@ from PIL import Image
 
 from mask2anomaly.errors import UserError
 from mask2anomaly.methods import AnomalyMethod, ScoreContext
+from mask2anomaly.models.espnetv2 import load_espnetv2
 from mask2anomaly.models.loading import load_model
+from mask2anomaly.models.mask_transformer import MaskTransformer
 
-MODEL_KINDS: dict[str, Callable[[str, torch.device], torch.nn.Module]] = {}
-"""Loaders of the models given as ``KIND:PATH`` (mask transformers are plain paths)."""
+MODEL_KINDS: dict[str, Callable[[str, torch.device], torch.nn.Module]] = {"espnetv2": load_espnetv2}
+"""Loaders of the models given as ``KIND:PATH`` (mask transformers are plain paths): per-pixel
+classifiers that return logits ``[B, K, H, W]`` and provide ``preprocess``."""
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
         self.model = model.to(device).eval()
         self.device = device
-        self.is_mask_model = hasattr(model, "decoder")
+        self.is_mask_model = isinstance(model, MaskTransformer)
         config = getattr(model, "config", None)
         self.num_classes: int = config.num_classes
         self.class_names: tuple[str, ...] | None = getattr(config, "class_names", None)
