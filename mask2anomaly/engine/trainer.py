@@ -242,9 +242,10 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         scaler.update()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{total:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}")
+        lr = max(group["lr"] for group in optimizer.param_groups)
+        bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
         if step % config.train.log_every == 0 or step == config.optim.max_steps:
-            log.write(step, total, optimizer.param_groups[-1]["lr"], terms, time.perf_counter() - started)
+            log.write(step, total, lr, terms, time.perf_counter() - started)
         summary = {"step": step, "loss": total}
         if val_reader is not None and process.is_main and _due(step, config.train.val_every, config.optim.max_steps):
             metrics = validate(model, val_reader, config.train.val_images)

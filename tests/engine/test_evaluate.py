@@ -142,3 +142,16 @@ def test_report_renders_in_headless_chromium(model_path, tmp_path):
     assert pixels.std() > 20
     colourful = (np.abs(pixels[..., 0] - pixels[..., 2]) > 60).mean()
     assert colourful > 0.01
+
+
+def test_per_pixel_model_on_real_images(shared_data, tmp_path):
+    weights = shared_data.parent / "weights/espnetv2/espnetv2_s_2.0_city_1024x512.pth"
+    if not weights.exists():
+        pytest.skip("ESPNetv2 weights not found")
+    spec = f"validation:{shared_data / 'validation/RoadAnomaly21'}"
+    results = evaluate(f"espnetv2:{weights}", [spec], ["msp", "entropy"], tmp_path, max_images=2)
+    for method in ("msp", "entropy"):
+        assert results["validation_RoadAnomaly21"][method]["num_images"] == 2
+        assert 0 < results["validation_RoadAnomaly21"][method]["pixel"]["auprc"] <= 1
+    with pytest.raises(UserError, match="need a mask transformer"):
+        evaluate(f"espnetv2:{weights}", [spec], ["mask2anomaly"], tmp_path / "x", max_images=1)
