@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
 
 from mask2anomaly.methods import method_names
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from mask2anomaly.engine.evaluate import evaluate
 
+    started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         results = evaluate(
@@ -110,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
                 f"AUROC {_fmt(pixel['auroc'])}"
             )
     if results:
+        images = sum(next(iter(by_method.values()))["num_images"] for by_method in results.values())
+        seconds = time.perf_counter() - started
+        print(f"{images} images in {seconds:.1f} s ({images / seconds:.2f} images/s, inference and metrics)")
         print(f"wrote {args.out}/metrics.json, results.md, report.html")
     return 0
 

@@ -38,26 +38,41 @@ def deformable_sample(
     Returns:
         ``[B, Q, M * D]`` attended values.
     """
+    levels, device = locations.shape[3], value.device
+    size = torch.tensor(shapes, device=device, dtype=locations.dtype)
+    pixels = locations * size.flip(-1).view(1, 1, 1, levels, 1, 2) - 0.5
+    return sample_pixels(value, shapes, pixels, weights)
+
+
+def sample_pixels(
+    value: torch.Tensor, shapes: list[tuple[int, int]], pixels: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """:func:`deformable_sample` with sampling positions in pixel coordinates of each level
+    (``pixels [B, Q, M, L, P, 2]``, (x, y), pixel centres at integers)."""
     batch, _, heads, dim = value.shape
-    queries, levels = locations.shape[1], locations.shape[3]
+    queries, levels = pixels.shape[1], pixels.shape[3]
     device = value.device
-    channels_last = value.permute(0, 2, 3, 1)
-    tables, starts, offset, start = [], [], 0, 0
-    for height, width in shapes:
-        level = channels_last[..., offset : offset + height * width].reshape(batch * heads, dim, height, width)
+    padded = [(height + 3) * (width + 3) for height, width in shapes]
+    starts = [sum(padded[:i]) for i in range(len(padded))]
+    start = sum(padded)
+    table = value.new_zeros(batch, heads, start, dim)
+    offset = 0
+    for (height, width), first in zip(shapes, starts, strict=True):
+        interior = table[:, :, first : first + (height + 3) * (width + 3)].view(
+            batch, heads, height + 3, width + 3, dim
+        )
+        level = value[:, offset : offset + height * width].view(batch, height, width, heads, dim)
+        interior[:, :, 1 : height + 1, 1 : width + 1] = level.permute(0, 3, 1, 2, 4)
         offset += height * width
-        tables.append(F.pad(level, (1, 2, 1, 2)).flatten(2))
-        starts.append(start)
-        start += (height + 3) * (width + 3)
-    table = torch.cat(tables, -1).transpose(1, 2).reshape(batch * heads * start, dim)
+    table = table.view(batch * heads * start, dim)
 
     # Work in [B, M, Q, L, P] order so that the flattened bags need no transposed copy.
-    locations = locations.transpose(1, 2).contiguous()
+    pixels = pixels.transpose(1, 2).contiguous()
     weights = weights.transpose(1, 2).contiguous()
-    size = torch.tensor(shapes, device=device, dtype=locations.dtype)
+    size = torch.tensor(shapes, device=device, dtype=pixels.dtype)
     level_h, level_w = size[:, 0].view(levels, 1), size[:, 1].view(levels, 1)
-    x = (locations[..., 0] * level_w - 0.5).clamp_(min=-1.0).minimum(level_w)
-    y = (locations[..., 1] * level_h - 0.5).clamp_(min=-1.0).minimum(level_h)
+    x = pixels[..., 0].clamp(min=-1.0).minimum(level_w)
+    y = pixels[..., 1].clamp(min=-1.0).minimum(level_h)
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
     index_dtype = torch.int32 if batch * heads * start < 2**31 else torch.int64
@@ -65,11 +80,15 @@ def deformable_sample(
     base = torch.arange(batch * heads, device=device, dtype=index_dtype).view(batch, heads, 1, 1, 1) * start
     base = base + torch.tensor(starts, device=device, dtype=index_dtype).view(levels, 1)
     top_left = base + (y0.to(index_dtype) + 1) * row + (x0.to(index_dtype) + 1)
-    corners = torch.cat((torch.zeros_like(row), torch.ones_like(row), row, row + 1), -1).view(levels, 1, 4)
-    index = (top_left.unsqueeze(-1) + corners).view(batch * heads * queries, -1)
-    wy = torch.stack((1 - fy, fy), -1) * weights.unsqueeze(-1)
-    wx = torch.stack((1 - fx, fx), -1)
-    corner_weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).view(batch * heads * queries, -1)
+    # A bag's order does not matter: corners go before levels and points, so nothing broadcasts
+    # over a tiny innermost dimension.
+    index = torch.stack((top_left, top_left + 1, top_left + row, top_left + row + 1), 3)
+    index = index.view(batch * heads * queries, -1)
+    lower = weights * fy
+    upper = weights - lower
+    right_upper, right_lower = upper * fx, lower * fx
+    corner_weights = torch.stack((upper - right_upper, right_upper, lower - right_lower, right_lower), 3)
+    corner_weights = corner_weights.view(batch * heads * queries, -1)
     out = F.embedding_bag(index, table, per_sample_weights=corner_weights.to(table.dtype), mode="sum")
     return out.view(batch, heads, queries, dim).transpose(1, 2).reshape(batch, queries, heads * dim)
 
@@ -120,6 +139,7 @@ class MultiScaleDeformableAttention(nn.Module):
         offsets = self.sampling_offsets(query).view(batch, queries, self.heads, self.levels, self.points, 2)
         weights = self.attention_weights(query).view(batch, queries, self.heads, self.levels * self.points)
         weights = weights.softmax(-1).view(batch, queries, self.heads, self.levels, self.points)
-        normaliser = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
-        locations = reference_points[:, :, None, None, None, :] + offsets / normaliser[None, None, None, :, None, :]
-        return self.output_proj(deformable_sample(value, shapes, locations, weights))
+        size = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
+        reference = reference_points[:, :, None, :] * size - 0.5
+        pixels = reference[:, :, None, :, None, :] + offsets
+        return self.output_proj(sample_pixels(value, shapes, pixels, weights))
