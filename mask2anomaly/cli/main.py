@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "mask2anomaly.cli.train",
     "evaluate": "mask2anomaly.cli.evaluate",
     "predict": "mask2anomaly.cli.predict",
+    "select-queries": "mask2anomaly.cli.select_queries",
     "data": "mask2anomaly.cli.data_check",
     "make-synthetic": "mask2anomaly.cli.make_synthetic",
     "evaluate-maps": "mask2anomaly.cli.evaluate_maps",
