@@ -83,11 +83,12 @@ class MaskTransformer(nn.Module):
         """
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise UserError(f"model input has shape {tuple(pixel_values.shape)}, expected [B, 3, H, W]")
+        with_aux = self.training if return_aux is None else return_aux
         features = self.backbone(pixel_values)
         pixels = self.pixel_decoder(features)
-        predictions = self.decoder(pixels.multi_scale_features, pixels.mask_features)
+        predictions = self.decoder(pixels.multi_scale_features, pixels.mask_features, intermediate=with_aux)
         final = predictions[-1]
-        aux = tuple(predictions[:-1]) if (self.training if return_aux is None else return_aux) else ()
+        aux = tuple(predictions[:-1]) if with_aux else ()
         return MaskTransformerOutput(final.class_logits, final.mask_logits, aux)
 
     def preprocess(self, images: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:

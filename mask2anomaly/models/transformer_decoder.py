@@ -156,6 +156,15 @@ class MaskedTransformerDecoder(nn.Module):
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
+    def _attention_masks(self, small: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Allowed-pixel masks ``[B, 1, Q, h*w]`` from mask logits ``small [B, Q, h, w]`` at a layer's level."""
+        if self.attention == "cross":
+            return (None, None)
+        prob = small.detach().sigmoid().flatten(2).unsqueeze(1)
+        fg = allowed_where(prob < 0.5)
+        bg = allowed_where(prob > 0.5) if self.attention == "global_masked" else None
+        return (fg, bg)
+
     def _predict(
         self, x: torch.Tensor, mask_features: torch.Tensor, target_size: tuple[int, int]
     ) -> tuple[MaskPrediction, tuple[torch.Tensor | None, torch.Tensor | None]]:
@@ -163,20 +172,30 @@ class MaskedTransformerDecoder(nn.Module):
         x = self.norm(x)
         class_logits = self.class_embed(x)
         mask_logits = torch.einsum("bqc,bchw->bqhw", self.mask_embed(x), mask_features)
-        masks: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+        small = None
         if self.attention != "cross":
-            with torch.no_grad():
-                small = F.interpolate(mask_logits, size=target_size, mode="bilinear", align_corners=False)
-                prob = small.sigmoid().flatten(2).unsqueeze(1)
-                fg = allowed_where(prob < 0.5)
-                bg = allowed_where(prob > 0.5) if self.attention == "global_masked" else None
-                masks = (fg, bg)
-        return MaskPrediction(class_logits, mask_logits), masks
+            small = F.interpolate(mask_logits.detach(), size=target_size, mode="bilinear", align_corners=False)
+        return MaskPrediction(class_logits, mask_logits), self._attention_masks(small)
 
-    def forward(self, multi_scale_features: list[torch.Tensor], mask_features: torch.Tensor) -> list[MaskPrediction]:
+    def _attention_only(
+        self, x: torch.Tensor, level_features: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The next layer's attention masks without the full-resolution mask logits (inference
+        without intermediate outputs): the mask embeddings read mask features already reduced to the
+        level's size as the bilinear resize would, so only ``h x w`` logits are computed."""
+        if self.attention == "cross":
+            return (None, None)
+        embed = self.mask_embed(self.norm(x))
+        return self._attention_masks(torch.einsum("bqc,bchw->bqhw", embed, level_features))
+
+    def forward(
+        self, multi_scale_features: list[torch.Tensor], mask_features: torch.Tensor, intermediate: bool = True
+    ) -> list[MaskPrediction]:
         """``multi_scale_features``: three maps (strides 32, 16, 8); ``mask_features [B, D, H/4, W/4]``.
 
-        Returns ``num_layers + 1`` predictions; the last is the model's output.
+        Returns ``num_layers + 1`` predictions, the last being the model's output; with
+        ``intermediate=False`` only that last one (the attention masks are then computed at each
+        level's resolution directly, which is the same bilinear resize of the same linear map).
         """
         memories, positions, sizes = [], [], []
         for i, feature in enumerate(multi_scale_features):
@@ -187,15 +206,42 @@ class MaskedTransformerDecoder(nn.Module):
             )
             pos = sine_position_encoding(height, width, memories[-1].shape[-1], feature.device, feature.dtype)
             positions.append(pos.flatten(1).transpose(0, 1)[None])
+        reduced = None if intermediate else [downsample_like_bilinear(mask_features, size) for size in sizes]
 
         batch = mask_features.shape[0]
         query_pos = self.query_embed.weight[None]
         x = self.query_feat.weight[None].expand(batch, -1, -1)
-        prediction, masks = self._predict(x, mask_features, sizes[0])
-        predictions = [prediction]
+        predictions: list[MaskPrediction] = []
+        if reduced is None:
+            prediction, masks = self._predict(x, mask_features, sizes[0])
+            predictions.append(prediction)
+        else:
+            masks = self._attention_only(x, reduced[0])
         for i, layer in enumerate(self.layers):
             level = i % self.num_levels
             x = layer(x, query_pos, memories[level], positions[level], masks)
-            prediction, masks = self._predict(x, mask_features, sizes[(i + 1) % self.num_levels])
-            predictions.append(prediction)
+            target = (i + 1) % self.num_levels
+            if reduced is None or i == len(self.layers) - 1:
+                prediction, masks = self._predict(x, mask_features, sizes[target])
+                predictions.append(prediction)
+            else:
+                masks = self._attention_only(x, reduced[target])
         return predictions
+
+
+def downsample_like_bilinear(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(features, size, mode="bilinear", align_corners=False)``, computed directly.
+
+    For an integer factor f >= 2 each output pixel is the mean of the 2 x 2 input pixels around
+    ``f * i + (f - 1) / 2``; being linear, reducing the mask features first and applying the mask
+    embeddings after equals reducing the mask logits. Other sizes use ``F.interpolate``.
+    """
+    height, width = features.shape[-2:]
+    fy, fx = height // size[0], width // size[1]
+    if (fy, fx) == (1, 1) and (height, width) == tuple(size):
+        return features
+    if fy != fx or fy < 2 or fy % 2 or (height, width) != (fy * size[0], fx * size[1]):
+        return F.interpolate(features, size=size, mode="bilinear", align_corners=False)
+    first = fy // 2 - 1
+    rows = features[..., first::fy, :] + features[..., first + 1 :: fy, :]
+    return 0.25 * (rows[..., first::fx] + rows[..., first + 1 :: fx])

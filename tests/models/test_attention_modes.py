@@ -140,3 +140,28 @@ def test_whole_model_is_finite_with_empty_and_full_masks(attention):
         out = model(torch.randn(1, 3, 64, 64), return_aux=True)
     assert torch.isfinite(out.class_logits).all() and torch.isfinite(out.mask_logits).all()
     assert len(out.aux) == model.config.num_decoder_layers
+
+
+@pytest.mark.parametrize("attention", ["masked", "global_masked", "cross"])
+def test_inference_without_intermediate_outputs_matches(attention):
+    """Attention masks from reduced mask features equal those from resized mask logits."""
+    torch.manual_seed(0)
+    model = MaskTransformer(tiny_config(attention)).eval()
+    x = torch.randn(2, 3, 96, 160)
+    with torch.no_grad():
+        full = model(x, return_aux=True)
+        fast = model(x, return_aux=False)
+    assert fast.aux == ()
+    torch.testing.assert_close(fast.class_logits, full.class_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.mask_logits, full.mask_logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("size", "target"), [((32, 64), (4, 8)), ((32, 64), (8, 16)), ((32, 64), (16, 32)), ((30, 40), (8, 9))]
+)
+def test_downsample_like_bilinear(size, target):
+    from mask2anomaly.models.transformer_decoder import downsample_like_bilinear
+
+    features = torch.randn(2, 3, *size, dtype=torch.float64)
+    expected = torch.nn.functional.interpolate(features, size=target, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(downsample_like_bilinear(features, target), expected, atol=1e-12, rtol=0)
