@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mask2anomaly.data.classes import CLASS_NAMES, TRAIN_ID_COLORS
 from mask2anomaly.data.synthetic import generate_scene
-from mask2anomaly.io_utils import atomic_path, write_text_atomic
+from mask2anomaly.engine.evaluate import heatmap
+from mask2anomaly.io_utils import save_png_atomic, write_text_atomic
 from mask2anomaly.models import BackboneConfig, MaskTransformer, ModelConfig
 from mask2anomaly.models.loading import load_model, save_model
 from mask2anomaly.models.postprocess import semantic_marginal
@@ -46,17 +46,6 @@ def _backbone() -> BackboneConfig:
     except ImportError:
         return BackboneConfig("resnet18")
     return BackboneConfig("efficientnet_lite0", pretrained="imagenet")
-
-
-def _save_png(array: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-def _heatmap(score: np.ndarray) -> np.ndarray:
-    lo, hi = float(score.min()), float(score.max())
-    t = (score - lo) / (hi - lo + 1e-12)
-    return (np.stack([t, 4 * t * (1 - t), 1 - t], -1) * 255).astype(np.uint8)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
         prediction = marginal.argmax(0).numpy()
         score = (1 - marginal.max(0).values).numpy()
         np.save(out / f"{scene.name}_mask2anomaly.npy", score.astype(np.float32))
-        _save_png(scene.image, out / f"{scene.name}_image.png")
-        _save_png(TRAIN_ID_COLORS[prediction], out / f"{scene.name}_semantic.png")
-        _save_png(_heatmap(score), out / f"{scene.name}_mask2anomaly.png")
-        _save_png(np.where(scene.anomaly == 1, 255, 0).astype(np.uint8), out / f"{scene.name}_anomaly_gt.png")
+        save_png_atomic(out / f"{scene.name}_image.png", scene.image)
+        save_png_atomic(out / f"{scene.name}_semantic.png", TRAIN_ID_COLORS[prediction])
+        save_png_atomic(out / f"{scene.name}_mask2anomaly.png", heatmap(score, scene.image))
+        save_png_atomic(out / f"{scene.name}_anomaly_gt.png", np.where(scene.anomaly == 1, 255, 0).astype(np.uint8))
         rows.append(scene.name)
     elapsed = time.perf_counter() - start
     cells = "".join(

@@ -193,9 +193,7 @@ def paste(sample: Sample, cutout: Cutout, y: int, x: int) -> Sample:
     return sample.replace(**changes).recount_segments()
 
 
-def anomaly_mix(
-    sample: Sample, pool: OutlierPool, rng: np.random.Generator, *, probability: float = 0.2
-) -> Sample:
+def anomaly_mix(sample: Sample, pool: OutlierPool, rng: np.random.Generator, *, probability: float = 0.2) -> Sample:
     """With probability ``probability``, paste a random cut-out of ``pool`` at a uniform position.
 
     The position is uniform over the placements that keep the cut-out inside the image (or over

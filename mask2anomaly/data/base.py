@@ -176,9 +176,7 @@ def read_label(path: Path, size: tuple[int, int] | None = None, *, image_path: P
         raise UserError(f"{path}: cannot decode label ({err})") from None
     if size is not None and arr.shape != tuple(size):
         other = f"its image {image_path.name}" if image_path is not None else "the image"
-        raise UserError(
-            f"{path}: label is {arr.shape[1]}x{arr.shape[0]} but {other} is {size[1]}x{size[0]} (WxH)"
-        )
+        raise UserError(f"{path}: label is {arr.shape[1]}x{arr.shape[0]} but {other} is {size[1]}x{size[0]} (WxH)")
     return arr
 
 
@@ -210,9 +208,7 @@ def natural_key(path: Path) -> tuple:
     return (0, int(stem), path.name) if stem.isdigit() else (1, 0, path.name)
 
 
-def segments_from_ids(
-    instances: np.ndarray, info: dict[int, tuple[int, bool, bool]]
-) -> tuple[Segment, ...]:
+def segments_from_ids(instances: np.ndarray, info: dict[int, tuple[int, bool, bool]]) -> tuple[Segment, ...]:
     """Build segments with pixel-counted areas.
 
     Args:

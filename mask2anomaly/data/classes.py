@@ -106,14 +106,35 @@ COCO_OPEN_SET_SPLITS: dict[str, tuple[str, ...]] = {
     "5": ("car", "cow", "pizza", "toilet"),
     "10": ("car", "cow", "pizza", "toilet", "boat", "tie", "zebra", "stop sign"),
     "20": (
-        "car", "cow", "pizza", "toilet", "boat", "tie", "zebra", "stop sign",
-        "dining table", "banana", "bicycle", "cake", "sink", "cat", "keyboard", "bear",
+        "car",
+        "cow",
+        "pizza",
+        "toilet",
+        "boat",
+        "tie",
+        "zebra",
+        "stop sign",
+        "dining table",
+        "banana",
+        "bicycle",
+        "cake",
+        "sink",
+        "cat",
+        "keyboard",
+        "bear",
     ),
     "synthetic": ("anomaly",),
 }
 """Unknown COCO category names of each open-set split (EOPSN, cumulative), plus the synthetic one."""
 
 ANOMALY_MIX_EXCLUDED: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "bus",
+    "truck",
+    "traffic light",
+    "stop sign",
 )
 """COCO categories an AnomalyMix outlier image must not contain (road-scene classes)."""

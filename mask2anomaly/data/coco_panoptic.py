@@ -55,9 +55,7 @@ def decode_panoptic_png(path: Path, size: tuple[int, int] | None = None, image_p
         raise UserError(f"{path}: cannot decode panoptic PNG ({err})") from None
     if size is not None and rgb.shape[:2] != tuple(size):
         other = f"its image {image_path.name}" if image_path is not None else "the image"
-        raise UserError(
-            f"{path}: label is {rgb.shape[1]}x{rgb.shape[0]} but {other} is {size[1]}x{size[0]} (WxH)"
-        )
+        raise UserError(f"{path}: label is {rgb.shape[1]}x{rgb.shape[0]} but {other} is {size[1]}x{size[0]} (WxH)")
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 

@@ -65,7 +65,5 @@ class RoadAnomalyReader(Reader):
         anomaly = (raw == 2).astype(np.uint8)
         instances = None
         if "instances" in item.labels:
-            instances = read_label(item.labels["instances"], image.shape[:2], image_path=item.image).astype(
-                np.int32
-            )
+            instances = read_label(item.labels["instances"], image.shape[:2], image_path=item.image).astype(np.int32)
         return Sample(item.name, image, anomaly=anomaly, instances=instances)

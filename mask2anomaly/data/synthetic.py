@@ -51,9 +51,21 @@ MATERIALS = ("asphalt", "sidewalk", "facade", "foliage", "terrain", "car_paint",
 CITY = "synth"
 VERSION = 1
 
-_TRAIN = {name: LABEL_BY_NAME[name].train_id for name in (
-    "road", "sidewalk", "building", "pole", "traffic sign", "vegetation", "terrain", "sky", "person", "car",
-)}
+_TRAIN = {
+    name: LABEL_BY_NAME[name].train_id
+    for name in (
+        "road",
+        "sidewalk",
+        "building",
+        "pole",
+        "traffic sign",
+        "vegetation",
+        "terrain",
+        "sky",
+        "person",
+        "car",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -149,10 +161,32 @@ _PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "sign": ((230, 230, 230), (30, 70, 160), (200, 30, 30), (230, 190, 30)),
     "skin": ((225, 185, 160), (160, 110, 80), (110, 75, 55)),
 }
-_GRAIN = {"asphalt": 9.0, "sidewalk": 7.0, "facade": 6.0, "foliage": 22.0, "terrain": 14.0, "car_paint": 4.0,
-          "clothing": 8.0, "metal": 5.0, "sky": 3.0, "sign": 3.0, "skin": 5.0}
-_CELL = {"asphalt": 2.0, "sidewalk": 3.0, "facade": 6.0, "foliage": 4.0, "terrain": 5.0, "car_paint": 12.0,
-         "clothing": 5.0, "metal": 8.0, "sky": 40.0, "sign": 10.0, "skin": 6.0}
+_GRAIN = {
+    "asphalt": 9.0,
+    "sidewalk": 7.0,
+    "facade": 6.0,
+    "foliage": 22.0,
+    "terrain": 14.0,
+    "car_paint": 4.0,
+    "clothing": 8.0,
+    "metal": 5.0,
+    "sky": 3.0,
+    "sign": 3.0,
+    "skin": 5.0,
+}
+_CELL = {
+    "asphalt": 2.0,
+    "sidewalk": 3.0,
+    "facade": 6.0,
+    "foliage": 4.0,
+    "terrain": 5.0,
+    "car_paint": 12.0,
+    "clothing": 5.0,
+    "metal": 8.0,
+    "sky": 40.0,
+    "sign": 10.0,
+    "skin": 6.0,
+}
 
 
 def _texture(rng: np.random.Generator, material: str, h: int, w: int) -> np.ndarray:
@@ -252,8 +286,15 @@ def _car(rng: np.random.Generator, width: int) -> tuple[np.ndarray, np.ndarray]:
             d.ellipse((cx - r, h - 1 - 2 * r, cx + r, h - 1), fill=1)
 
     def dark(d: ImageDraw.ImageDraw) -> None:
-        d.polygon(((inset * 1.3, h * 0.06), (w - 1 - inset * 1.3, h * 0.06),
-                   (w - 1 - inset * 0.8, body_top * 0.95), (inset * 0.8, body_top * 0.95)), fill=1)
+        d.polygon(
+            (
+                (inset * 1.3, h * 0.06),
+                (w - 1 - inset * 1.3, h * 0.06),
+                (w - 1 - inset * 0.8, body_top * 0.95),
+                (inset * 0.8, body_top * 0.95),
+            ),
+            fill=1,
+        )
         r = max(1, int(h * 0.14))
         for cx in (w * 0.22, w * 0.78):
             d.ellipse((cx - r, h - 1 - 2 * r, cx + r, h - 1), fill=1)
@@ -344,8 +385,10 @@ def _shape(rng: np.random.Generator, family: str, size: int) -> np.ndarray:
 
         return _mask(s, w, cross)
     if family == "cluster":
-        blobs = [(rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * s, rng.uniform(0.15, 0.3) * min(w, s))
-                 for _ in range(int(rng.integers(3, 6)))]
+        blobs = [
+            (rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * s, rng.uniform(0.15, 0.3) * min(w, s))
+            for _ in range(int(rng.integers(3, 6)))
+        ]
         return _mask(s, w, lambda d: [d.ellipse((x - r, y - r, x + r, y + r), fill=1) for x, y, r in blobs])
     if family == "zigzag":
         n = int(rng.integers(3, 6))
@@ -469,14 +512,26 @@ def _draw_objects(rng: np.random.Generator, cv: _Canvas, st: _Street, objects: l
         elif kind == "pole":
             ph, pw = int(h * 0.9 * t * rng.uniform(0.6, 1.0)) + 4, max(1, int(w * 0.008 * t) + 1)
             x0 = int(x_pos)
-            cv.paste(np.ones((ph, pw), bool), y_base - ph, x0, _texture(rng, "metal", ph, pw), _TRAIN["pole"],
-                     LABEL_BY_NAME["pole"].id)
+            cv.paste(
+                np.ones((ph, pw), bool),
+                y_base - ph,
+                x0,
+                _texture(rng, "metal", ph, pw),
+                _TRAIN["pole"],
+                LABEL_BY_NAME["pole"].id,
+            )
             ss = max(3, int(pw * rng.uniform(4, 8)))
             sign = _shape(rng, "polygon", ss) if rng.random() < 0.3 else _ellipse(ss, ss)
             if rng.random() < 0.4:
                 sign = np.ones_like(sign)
-            cv.paste(sign, y_base - ph - sign.shape[0] // 2, x0 + pw // 2 - sign.shape[1] // 2,
-                     _texture(rng, "sign", *sign.shape), _TRAIN["traffic sign"], LABEL_BY_NAME["traffic sign"].id)
+            cv.paste(
+                sign,
+                y_base - ph - sign.shape[0] // 2,
+                x0 + pw // 2 - sign.shape[1] // 2,
+                _texture(rng, "sign", *sign.shape),
+                _TRAIN["traffic sign"],
+                LABEL_BY_NAME["traffic sign"].id,
+            )
         else:
             scale = np.exp(rng.uniform(np.log(0.04), np.log(0.8)))
             family = ANOMALY_SHAPES[int(rng.integers(len(ANOMALY_SHAPES)))]
@@ -619,8 +674,7 @@ def panoptic_categories() -> list[dict]:
     """COCO-style categories of the synthetic panoptic split: the 19 Cityscapes classes in trainId
     order (id = labelId), then ``anomaly``."""
     cats = [
-        {"id": lab.id, "name": lab.name, "isthing": int(lab.is_thing), "color": list(lab.color)}
-        for lab in TRAIN_LABELS
+        {"id": lab.id, "name": lab.name, "isthing": int(lab.is_thing), "color": list(lab.color)} for lab in TRAIN_LABELS
     ]
     cats.append({"id": ANOMALY_CATEGORY_ID, "name": "anomaly", "isthing": 1, "color": [255, 255, 255]})
     return cats
@@ -674,8 +728,7 @@ def write_benchmark(
         _save(out / "openset_semantic" / "gtFine" / "test" / CITY / f"{sc.name}_gtFine_labelTrainIds.png", sc.train_ids)
         _save(out / "openset_panoptic" / "panoptic_test" / f"{sc.name}.png", encode_panoptic_png(sc.instance_ids))
         segs = [
-            {"id": s.id, "category_id": _CATEGORY_ID[s.category], "iscrowd": 0, "area": s.area}
-            for s in sc.segments()
+            {"id": s.id, "category_id": _CATEGORY_ID[s.category], "iscrowd": 0, "area": s.area} for s in sc.segments()
         ]
         images.append({"id": i, "file_name": f"{sc.name}.png", "height": size[0], "width": size[1]})
         annotations.append({"image_id": i, "file_name": f"{sc.name}.png", "segments_info": segs})

@@ -21,9 +21,7 @@ def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     if label.dtype == np.uint8:
         return np.asarray(Image.fromarray(label).resize((w, h), Image.Resampling.NEAREST))
-    return np.asarray(Image.fromarray(label.astype(np.int32)).resize((w, h), Image.Resampling.NEAREST)).astype(
-        np.int32
-    )
+    return np.asarray(Image.fromarray(label.astype(np.int32)).resize((w, h), Image.Resampling.NEAREST)).astype(np.int32)
 
 
 def resize(sample: Sample, size: tuple[int, int]) -> Sample:

@@ -28,7 +28,7 @@ from mask2anomaly.engine.report import Example, write_report
 from mask2anomaly.engine.score_maps import evaluate as evaluate_maps
 from mask2anomaly.engine.score_maps import iterate_pairs, json_safe, pair_files
 from mask2anomaly.errors import UserError
-from mask2anomaly.io_utils import atomic_path, write_text_atomic
+from mask2anomaly.io_utils import save_npy_atomic, save_png_atomic, write_text_atomic
 from mask2anomaly.methods import AnomalyMethod, parse_method
 
 
@@ -61,16 +61,6 @@ def dataset_keys(specs: list[str]) -> list[str]:
             key, n = f"{dataset_key(spec)}_{n}", n + 1
         keys.append(key)
     return keys
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array)
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def curve_points(pairs: list[tuple[str, Path, Path]], stride: int = 16, points: int = 200) -> dict[str, list[float]]:
@@ -146,9 +136,9 @@ def _score_dataset(
             raise UserError(f"{spec}: dataset has no anomaly labels to evaluate against")
         prediction = predictor.predict(sample.image, methods, short_side)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample.name)
-        _save_png(root / "labels" / f"{stem}.png", sample.anomaly)
+        save_png_atomic(root / "labels" / f"{stem}.png", sample.anomaly)
         for name, score in prediction.scores.items():
-            _save_npy(root / name / f"{stem}.npy", score.astype(np.float32))
+            save_npy_atomic(root / name / f"{stem}.npy", score.astype(np.float32))
         if index < num_examples:
             run.examples.append(
                 Example(

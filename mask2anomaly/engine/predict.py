@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from mask2anomaly.data.base import IMAGE_EXTENSIONS, read_image
@@ -29,7 +28,7 @@ from mask2anomaly.data.coco_panoptic import encode_panoptic_png
 from mask2anomaly.engine.evaluate import heatmap
 from mask2anomaly.engine.inference import open_model
 from mask2anomaly.errors import UserError
-from mask2anomaly.io_utils import atomic_path, write_text_atomic
+from mask2anomaly.io_utils import save_npy_atomic, save_png_atomic, write_text_atomic
 from mask2anomaly.methods import parse_method
 from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 
@@ -48,16 +47,6 @@ def input_images(source: str | Path) -> list[Path]:
             raise UserError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)})")
         return files
     raise UserError(f"{path}: no such file or folder")
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array)
 
 
 def predict(
@@ -103,17 +92,17 @@ def predict(
         if task == "anomaly":
             for name, score in scores.items():
                 array = score[0].cpu().numpy()
-                _save_npy(out / f"{stem}_{name}.npy", array.astype(np.float32))
-                _save(out / f"{stem}_{name}.png", heatmap(array, image))
+                save_npy_atomic(out / f"{stem}_{name}.npy", array.astype(np.float32))
+                save_png_atomic(out / f"{stem}_{name}.png", heatmap(array, image))
         elif task == "oss":
             closed = frame.to_original(frame.ctx.class_scores.argmax(1), nearest=True)[0]
             first = scores[parsed[0].name][0]
             labels = torch.where(first >= threshold, torch.full_like(closed, predictor.num_classes), closed)
             labels = labels.cpu().numpy().astype(np.uint8)
-            _save(out / f"{stem}_oss.png", labels)
+            save_png_atomic(out / f"{stem}_oss.png", labels)
             colors = np.vstack([TRAIN_ID_COLORS, np.zeros((256 - len(TRAIN_ID_COLORS), 3), np.uint8)])
             colors[predictor.num_classes] = UNKNOWN_COLOR
-            _save(out / f"{stem}_oss_color.png", colors[labels])
+            save_png_atomic(out / f"{stem}_oss_color.png", colors[labels])
         else:
             assert panoptic is not None
             network_scores = parsed[0](frame.ctx) if mining == "rba" else None
@@ -122,7 +111,7 @@ def predict(
             present, areas = np.unique(ids, return_counts=True)
             area = dict(zip(present.tolist(), areas.tolist(), strict=True))
             segments = [replace_area(s, area.get(s["id"], 0)) for s in result.segments if area.get(s["id"], 0)]
-            _save(out / f"{stem}_panoptic.png", encode_panoptic_png(ids))
+            save_png_atomic(out / f"{stem}_panoptic.png", encode_panoptic_png(ids))
             annotations.append({"image_id": stem, "file_name": f"{stem}_panoptic.png", "segments_info": segments})
         written.append(path.name)
     if task == "ops":
