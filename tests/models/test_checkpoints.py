@@ -148,3 +148,19 @@ def test_cli_prints_one_line_error(tmp_path):
 def test_help_lists_commands():
     result = subprocess.run([sys.executable, "-m", "mask2anomaly", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "convert" in result.stdout and "info" in result.stdout
+
+
+def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_on_failure(tmp_path):
+    import os
+
+    from mask2anomaly.io_utils import atomic_path, write_text_atomic
+
+    write_text_atomic(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert (tmp_path / "a.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
