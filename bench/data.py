@@ -45,8 +45,12 @@ def main() -> None:
         ("fishyscapes_laf", "validation/FS_LostFound (2048x1024 png)", s / "validation" / "FS_LostFound", {}),
         ("road_anomaly", "RoadAnomaly (1280x720 jpg)", s / "RoadAnomaly", {}),
         ("cityscapes", "cityscapes_fixture (256x128)", s / "cityscapes_fixture", {"split": "val"}),
-        ("coco_panoptic", "coco_panoptic_sample (640x~400)",
-         s / "coco_panoptic_sample" / "sample_data" / "panoptic_examples.json", {}),
+        (
+            "coco_panoptic",
+            "coco_panoptic_sample (640x~400)",
+            s / "coco_panoptic_sample" / "sample_data" / "panoptic_examples.json",
+            {},
+        ),
     ]
     for name, label, root, options in real:
         if not root.exists():
@@ -65,10 +69,18 @@ def main() -> None:
         layouts = [
             ("cityscapes", "synthetic cityscapes train", out / "cityscapes", {"split": "train"}),
             ("validation", "synthetic anomaly (validation)", out / "anomaly", {}),
-            ("cityscapes", "synthetic open-set semantic", out / "openset_semantic",
-             {"split": "test", "open_set": True}),
-            ("coco_panoptic", "synthetic open-set panoptic", out / "openset_panoptic" / "panoptic_test.json",
-             {"unknown": "synthetic"}),
+            (
+                "cityscapes",
+                "synthetic open-set semantic",
+                out / "openset_semantic",
+                {"split": "test", "open_set": True},
+            ),
+            (
+                "coco_panoptic",
+                "synthetic open-set panoptic",
+                out / "openset_panoptic" / "panoptic_test.json",
+                {"unknown": "synthetic"},
+            ),
         ]
         for name, label, root, options in layouts:
             reader = data.open(name, root, **options)

@@ -16,24 +16,12 @@ before and after the methods (the machine's load changes).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import median_seconds
 
 from mask2anomaly.methods import ScoreContext, method_names, parse_method
 from mask2anomaly.models import MaskTransformer, MaskTransformerOutput, ModelConfig
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -49,7 +37,7 @@ def main() -> None:
     x = torch.randn(1, 3, args.height, args.width, generator=torch.Generator().manual_seed(0))
     size = (args.height, args.width)
     with torch.inference_mode():
-        t_forward = median_time(lambda: model(x), args.repeats)
+        t_forward = median_seconds(lambda: model(x), args.repeats)
         output, flipped = model(x), model(x.flip(-1))
         confident = output.class_logits.clone()
         confident[:, :20] = -10.0
@@ -63,19 +51,19 @@ def main() -> None:
             ctx = ScoreContext.from_masks(output, size, flipped)
             return [m(ctx) for m in methods]
 
-        rows.append(("all methods, one shared context", median_time(all_methods, args.repeats)))
+        rows.append(("all methods, one shared context", median_seconds(all_methods, args.repeats)))
         for name, method in zip(names, methods, strict=True):
             rows.append(
-                (name, median_time(lambda m=method: m(ScoreContext.from_masks(output, size, flipped)), args.repeats))
+                (name, median_seconds(lambda m=method: m(ScoreContext.from_masks(output, size, flipped)), args.repeats))
             )
         refine = parse_method("mask2anomaly+refine")
         rows.append(
             (
                 "mask2anomaly+refine, 20 confident stuff queries",
-                median_time(lambda: refine(ScoreContext.from_masks(stuffy, size)), args.repeats),
+                median_seconds(lambda: refine(ScoreContext.from_masks(stuffy, size)), args.repeats),
             )
         )
-        t_forward_after = median_time(lambda: model(x), args.repeats)
+        t_forward_after = median_seconds(lambda: model(x), args.repeats)
     print(f"input 1x3x{args.height}x{args.width}, {args.threads} threads, median of {args.repeats} runs")
     t_forward = 0.5 * (t_forward + t_forward_after)
     print(f"forward pass: {t_forward:.3f} s (mean of the medians before and after the methods)")

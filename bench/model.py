@@ -11,12 +11,11 @@ our model with global masked attention (separate weights) to show its overhead o
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import torch
 import transformers
+from timing import interleaved_medians
 
 from mask2anomaly import load_model
 from mask2anomaly.models import MaskTransformer
@@ -34,19 +33,6 @@ def hf_config(kind: str) -> transformers.Mask2FormerConfig:
             embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, out_features=STAGES
         )
     return transformers.Mask2FormerConfig(backbone_config=backbone, num_labels=19)
-
-
-def interleaved_medians(fns: list, repeats: int) -> list[float]:
-    """Median time of each function; the functions take turns so that load changes hit all alike."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - start)
-    return [statistics.median(record) for record in times]
 
 
 def main() -> None:

@@ -11,13 +11,12 @@ ours/HF. Ours uses its point-sampled losses with the same number of points as HF
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
 import transformers
+from timing import interleaved_medians
 
 from mask2anomaly import load_model
 from mask2anomaly.data.synthetic import generate_scene
@@ -85,16 +84,7 @@ def main() -> None:
         our_opt.step()
         return float(result.total.detach())
 
-    steps = [hf_step, our_step]
-    for fn in steps:
-        fn()
-    times: list[list[float]] = [[], []]
-    for _ in range(args.repeats):
-        for fn, record in zip(steps, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - start)
-    t_hf, t_ours = (statistics.median(t) for t in times)
+    t_hf, t_ours = interleaved_medians([hf_step, our_step], args.repeats)
     print(
         f"R50 Mask2Former (100 queries, 9 layers), batch {args.batch} at {args.height}x{args.width}, "
         f"{args.threads} threads, median of {args.repeats} steps"
