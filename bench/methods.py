@@ -15,8 +15,7 @@ before and after the methods (the machine's load changes).
 
 from __future__ import annotations
 
-import argparse
-
+import timing
 import torch
 from timing import median_seconds
 
@@ -25,11 +24,7 @@ from mask2anomaly.models import MaskTransformer, MaskTransformerOutput, ModelCon
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = timing.parser(__doc__)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -10,9 +10,9 @@ our model with global masked attention (separate weights) to show its overhead o
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
+import timing
 import torch
 import transformers
 from timing import interleaved_medians
@@ -36,11 +36,7 @@ def hf_config(kind: str) -> transformers.Mask2FormerConfig:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = timing.parser(__doc__)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x = torch.randn(1, 3, args.height, args.width, generator=torch.Generator().manual_seed(0))

@@ -1,7 +1,9 @@
-"""Timing shared by the benchmarks: medians after a warm-up, several functions taking turns."""
+"""What the benchmarks share: the common options, and medians after a warm-up with several
+functions taking turns."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -24,3 +26,13 @@ def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[f
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     """Median seconds of ``fn`` over ``repeats`` runs after one warm-up."""
     return interleaved_medians([fn], repeats)[0]
+
+
+def parser(doc: str | None, height: int = 512, width: int = 1024) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark takes (input size, repeats, threads)."""
+    out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--height", type=int, default=height)
+    out.add_argument("--width", type=int, default=width)
+    out.add_argument("--repeats", type=int, default=3)
+    out.add_argument("--threads", type=int, default=2)
+    return out

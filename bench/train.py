@@ -10,10 +10,10 @@ ours/HF. Ours uses its point-sampled losses with the same number of points as HF
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
 import numpy as np
+import timing
 import torch
 import transformers
 from timing import interleaved_medians
@@ -29,12 +29,8 @@ STAGES = ["stage1", "stage2", "stage3", "stage4"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--height", type=int, default=384)
-    parser.add_argument("--width", type=int, default=768)
+    parser = timing.parser(__doc__, height=384, width=768)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -109,6 +109,7 @@ def _score_dataset(
     predictor: Predictor,
     key: str,
     spec: str,
+    reader: datasets.Reader,
     methods: list[AnomalyMethod],
     out: Path,
     short_side: int | None,
@@ -117,7 +118,6 @@ def _score_dataset(
     num_examples: int,
     process: distributed.Process,
 ) -> DatasetRun:
-    reader = datasets.open_spec(spec)
     count = len(reader) if max_images <= 0 else min(max_images, len(reader))
     run = DatasetRun(key, spec, count)
     root = out / "maps" / key
@@ -204,12 +204,13 @@ def evaluate(
     process = distributed.setup(device)
     predictor = open_model(model, process.device)
     predictor.check_methods(methods)
-    for spec in dataset_specs:
-        datasets.open_spec(spec)
+    readers = [datasets.open_spec(spec) for spec in dataset_specs]
     names = [m.name for m in methods]
     runs = [
-        _score_dataset(predictor, key, spec, methods, out, short_side, strict, max_images, num_examples, process)
-        for key, spec in zip(dataset_keys(dataset_specs), dataset_specs, strict=True)
+        _score_dataset(
+            predictor, key, spec, reader, methods, out, short_side, strict, max_images, num_examples, process
+        )
+        for key, spec, reader in zip(dataset_keys(dataset_specs), dataset_specs, readers, strict=True)
     ]
     runs = _gather(runs, process)
     distributed.barrier(process)

@@ -37,6 +37,7 @@ from mask2anomaly.metrics import (
     calibrate_threshold,
     cross_calibrated_open_iou,
 )
+from mask2anomaly.metrics.open_iou import anomaly_labels
 
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -80,17 +81,11 @@ def _iterate(files: list[Path]) -> Iterator[Triple]:
             yield stored["closed"], stored["score"], stored["gt"]
 
 
-def _anomaly_labels(gt: np.ndarray, num_known: int) -> np.ndarray:
-    labels = (gt == num_known).astype(np.uint8)
-    labels[gt == VOID] = VOID
-    return labels
-
-
 def calibrated_threshold(files: list[Path], num_known: int, tpr: float = 0.95) -> float:
     """Threshold whose TPR on the cached split is strictly above ``tpr``."""
     pixels = PixelMetrics()
     for _, score, gt in _iterate(files):
-        pixels.update(score, _anomaly_labels(gt, num_known))
+        pixels.update(score, anomaly_labels(gt, num_known))
     return calibrate_threshold(pixels, tpr)
 
 

@@ -191,7 +191,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.yaml", _yaml(to_dict(config)))
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     log = _Logger(out, process.is_main)
 
     per_process = config.optim.batch_size // process.world_size
@@ -311,7 +311,3 @@ class _Logger:
             self.csv_file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
-
-
-def _yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False)

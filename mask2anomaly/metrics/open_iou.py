@@ -184,7 +184,8 @@ class CrossCalibrationResult:
     open_miou: float
 
 
-def _anomaly_labels(gt: np.ndarray, num_known: int) -> np.ndarray:
+def anomaly_labels(gt: np.ndarray, num_known: int) -> np.ndarray:
+    """Open-set ground truth (``0..K`` with K = unknown, 255 void) as anomaly labels (0 / 1 / 255)."""
     labels = (gt == num_known).astype(np.uint8)
     labels[gt == VOID] = VOID
     return labels
@@ -205,7 +206,7 @@ def cross_calibrated_open_iou(
     for name, split in (first, second):
         calibration = PixelMetrics()
         for _, scores, gt in split():
-            calibration.update(scores, _anomaly_labels(to_numpy(gt), num_known), source=name)
+            calibration.update(scores, anomaly_labels(to_numpy(gt), num_known), source=name)
         thresholds[name] = calibrate_threshold(calibration, tpr)
     results = {}
     for (name, split), (other, _) in ((first, second), (second, first)):
