@@ -4,11 +4,13 @@ The model is ``MaskTransformer(ModelConfig())`` (ResNet-50, 100 queries, 19 clas
 weights, in eval mode under ``torch.inference_mode``, on one ``--height x --width`` image. Each
 method is timed on the same forward output with a fresh :class:`ScoreContext` per run (so it pays
 for the upsampling and the marginal itself); "all methods" scores every registered name from one
-context, sharing those pieces. The flipped forward pass of ``+tta`` is computed once beforehand and
-not charged to the methods (it is a second forward pass). Random weights give no confident query,
-so refinement is also timed on an output whose first 20 queries are made confident stuff classes.
+context with ``score_methods``, sharing those pieces. The flipped forward pass of ``+tta`` is
+computed once beforehand and not charged to the methods (it is a second forward pass). Random
+weights give no confident query, so refinement is also timed on an output whose first 20 queries
+are made confident stuff classes.
 Times are medians of ``--repeats`` runs after a warm-up; the ratio is to the forward time, timed
-before and after the methods (the machine's load changes).
+before and after the methods (the machine's load changes). Baseline row: the same marginal computed
+the direct way (whole-image upsampling, sigmoid, einsum), as the reference code does.
 
     python bench/methods.py [--height 512 --width 1024 --repeats 3 --threads 2]
 """
@@ -19,8 +21,9 @@ import timing
 import torch
 from timing import median_seconds
 
-from mask2anomaly.methods import ScoreContext, method_names, parse_method
+from mask2anomaly.methods import ScoreContext, method_names, parse_method, score_methods
 from mask2anomaly.models import MaskTransformer, MaskTransformerOutput, ModelConfig
+from mask2anomaly.models.postprocess import semantic_marginal
 
 
 def main() -> None:
@@ -42,15 +45,19 @@ def main() -> None:
         methods = [parse_method(n) for n in names]
         rows: list[tuple[str, float]] = []
 
-        def all_methods() -> list[torch.Tensor]:
-            ctx = ScoreContext.from_masks(output, size, flipped)
-            return [m(ctx) for m in methods]
+        def all_methods() -> dict[str, torch.Tensor]:
+            return score_methods(ScoreContext.from_masks(output, size, flipped), methods)
 
         rows.append(("all methods, one shared context", median_seconds(all_methods, args.repeats)))
         for name, method in zip(names, methods, strict=True):
             rows.append(
                 (name, median_seconds(lambda m=method: m(ScoreContext.from_masks(output, size, flipped)), args.repeats))
             )
+        direct = (
+            "direct marginal + max (interpolate, sigmoid, einsum)",
+            median_seconds(lambda: 1 - semantic_marginal(output, size).amax(1), args.repeats),
+        )
+        rows.insert(0, direct)
         refine = parse_method("mask2anomaly+refine")
         rows.append(
             (

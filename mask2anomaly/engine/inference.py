@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mask2anomaly.errors import UserError
-from mask2anomaly.methods import AnomalyMethod, ScoreContext
+from mask2anomaly.methods import AnomalyMethod, ScoreContext, score_methods
 from mask2anomaly.models.espnetv2 import load_espnetv2
 from mask2anomaly.models.loading import load_model
 from mask2anomaly.models.mask_transformer import MaskTransformer
@@ -113,9 +113,10 @@ class Predictor:
     def predict(self, image: np.ndarray, methods: Sequence[AnomalyMethod], short_side: int | None = None) -> Prediction:
         """Scores of every method and the closed-set prediction for one ``(H, W, 3)`` uint8 RGB image."""
         frame = self.context(image, any(m.needs_flip for m in methods), short_side)
-        scores = {m.name: frame.to_original(m(frame.ctx).float())[0].cpu().numpy() for m in methods}
-        semantic = frame.to_original(frame.ctx.class_scores.argmax(1), nearest=True)[0].cpu().numpy()
-        return Prediction(scores, semantic)
+        scores = score_methods(frame.ctx, methods, closed_set=True)
+        maps = {name: frame.to_original(s.float())[0].cpu().numpy() for name, s in scores.items()}
+        semantic = frame.to_original(frame.ctx.class_argmax, nearest=True)[0].cpu().numpy()
+        return Prediction(maps, semantic)
 
 
 def open_model(spec: str | Path, device: str | torch.device = "cpu") -> Predictor:

@@ -28,7 +28,7 @@ from mask2anomaly.engine.inference import Predictor, open_model
 from mask2anomaly.engine.score_maps import json_safe
 from mask2anomaly.errors import UserError
 from mask2anomaly.io_utils import write_text_atomic
-from mask2anomaly.methods import AnomalyMethod, parse_method
+from mask2anomaly.methods import AnomalyMethod, parse_method, score_methods
 from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 from mask2anomaly.metrics import (
     OpenSetConfusion,
@@ -62,8 +62,9 @@ def predict_split(
         if sample.semantic is None:
             raise UserError(f"{spec}: open-set semantic evaluation needs semantic labels")
         frame = predictor.context(sample.image, method.needs_flip, short_side)
-        score = frame.to_original(method(frame.ctx).float())[0].cpu().numpy().astype(np.float32)
-        closed = frame.to_original(frame.ctx.class_scores.argmax(1), nearest=True)[0].cpu().numpy().astype(np.uint8)
+        scores = score_methods(frame.ctx, [method], closed_set=True)[method.name]
+        score = frame.to_original(scores.float())[0].cpu().numpy().astype(np.float32)
+        closed = frame.to_original(frame.ctx.class_argmax, nearest=True)[0].cpu().numpy().astype(np.uint8)
         path = cache / f"{index:06d}.npz"
         np.savez(
             path,

@@ -29,7 +29,7 @@ from mask2anomaly.engine.evaluate import heatmap
 from mask2anomaly.engine.inference import open_model
 from mask2anomaly.errors import UserError
 from mask2anomaly.io_utils import save_npy_atomic, save_png_atomic, write_text_atomic
-from mask2anomaly.methods import parse_method
+from mask2anomaly.methods import parse_method, score_methods
 from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 
 TASKS = ("anomaly", "oss", "ops")
@@ -88,14 +88,15 @@ def predict(
             continue
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem)
         frame = predictor.context(image, any(m.needs_flip for m in parsed), short_side)
-        scores = {m.name: frame.to_original(m(frame.ctx).float()) for m in parsed}
+        raw = score_methods(frame.ctx, parsed, closed_set=task == "oss")
+        scores = {name: frame.to_original(s.float()) for name, s in raw.items()}
         if task == "anomaly":
             for name, score in scores.items():
                 array = score[0].cpu().numpy()
                 save_npy_atomic(out / f"{stem}_{name}.npy", array.astype(np.float32))
                 save_png_atomic(out / f"{stem}_{name}.png", heatmap(array, image))
         elif task == "oss":
-            closed = frame.to_original(frame.ctx.class_scores.argmax(1), nearest=True)[0]
+            closed = frame.to_original(frame.ctx.class_argmax, nearest=True)[0]
             first = scores[parsed[0].name][0]
             labels = torch.where(first >= threshold, torch.full_like(closed, predictor.num_classes), closed)
             labels = labels.cpu().numpy().astype(np.uint8)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from mask2anomaly.errors import UserError
-from mask2anomaly.methods.base import AnomalyMethod, ScoreContext, score_batch
+from mask2anomaly.methods.base import AnomalyMethod, ScoreContext, score_batch, score_methods
 from mask2anomaly.methods.baselines import MSP, Energy, Entropy, MaxLogit
 from mask2anomaly.methods.mask2anomaly import Mask2Anomaly, refinement_classes, refinement_mask
 from mask2anomaly.methods.maskomaly import Maskomaly, QuerySelection, select_anomaly_queries
@@ -73,5 +73,6 @@ __all__ = [
     "refinement_classes",
     "refinement_mask",
     "score_batch",
+    "score_methods",
     "select_anomaly_queries",
 ]

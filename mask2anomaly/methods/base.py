@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from mask2anomaly.errors import UserError
+from mask2anomaly.methods.mask_bands import mask_prob_bands
 from mask2anomaly.models.output import MaskTransformerOutput
-from mask2anomaly.models.postprocess import marginal
 
 
 @dataclass
@@ -118,6 +118,22 @@ class ScoreContext:
 
         return self._cached("mask_probs", compute)
 
+    def _bands(self, b: int, queries: torch.Tensor | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``(top, bottom, sigmoid(M) [Q', bottom - top, W])`` bands of image ``b`` (all or the given queries).
+
+        Slices of :attr:`mask_probs` when it has been computed, otherwise :func:`mask_prob_bands`; no
+        band when no query is asked for. The bands of selected ``queries`` are scratch space the
+        caller may overwrite.
+        """
+        if queries is not None and queries.numel() == 0:
+            return
+        if "mask_probs" in self._cache:
+            probs = self._cache["mask_probs"][b]
+            yield 0, self.size[0], probs if queries is None else probs[queries]
+            return
+        logits = self._masks().mask_logits[b]
+        yield from mask_prob_bands(logits if queries is None else logits[queries], self.size)
+
     def max_weighted_mask(self, weights: torch.Tensor) -> torch.Tensor:
         """``[B, H, W]`` max over queries of ``weights[b, q] * sigmoid(M_q)``, for weights ``[B, Q] >= 0``.
 
@@ -126,32 +142,89 @@ class ScoreContext:
         out = weights.new_zeros((weights.shape[0], *self.size))
         for b in range(weights.shape[0]):
             queries = (weights[b] > 0).nonzero().squeeze(1)
-            if queries.numel():
-                out[b] = (weights[b, queries, None, None] * self.mask_probs[b, queries]).amax(0)
+            for top, bottom, probs in self._bands(b, queries):
+                torch.amax(probs.mul_(weights[b, queries, None, None]), 0, out=out[b, top:bottom])
         return out
 
     def count_masks_above(self, selected: torch.Tensor, threshold: float) -> torch.Tensor:
         """``[B, H, W]`` number of selected queries (``[B, Q]`` bool) whose ``sigmoid(M_q) > threshold``."""
         out = torch.zeros((selected.shape[0], *self.size), dtype=torch.int64, device=selected.device)
         for b in range(selected.shape[0]):
-            queries = selected[b].nonzero().squeeze(1)
-            if queries.numel():
-                out[b] = (self.mask_probs[b, queries] > threshold).sum(0, dtype=torch.int32)
+            for top, bottom, probs in self._bands(b, selected[b].nonzero().squeeze(1)):
+                out[b, top:bottom] = (probs > threshold).sum(0)
         return out
+
+    def _class_weights(self, b: int) -> torch.Tensor:
+        """``[K, Q]`` the known-class probabilities of image ``b``'s queries, the marginal's weights."""
+        return self.class_probs[b, :, :-1].T.contiguous()
+
+    def _compute_class_scores(self) -> torch.Tensor:
+        if self.output is not None:
+            probs = self.class_probs
+            out = probs.new_zeros((probs.shape[0], probs.shape[-1] - 1, *self.size))
+            for b in range(out.shape[0]):
+                weights = self._class_weights(b)
+                for top, bottom, masks in self._bands(b):
+                    rows = out[b, :, top:bottom]
+                    rows.copy_(torch.matmul(weights, masks.flatten(1)).view_as(rows))
+            return out
+        assert self.logits is not None
+        if tuple(self.logits.shape[-2:]) == self.size:
+            return self.logits
+        return F.interpolate(self.logits, size=self.size, mode="bilinear", align_corners=False)
 
     @property
     def class_scores(self) -> torch.Tensor:
         """``[B, K, H, W]`` per-pixel class scores f: the semantic marginal, or the upsampled logits."""
+        return self._cached("class_scores", self._compute_class_scores)
 
-        def compute() -> torch.Tensor:
-            if self.output is not None:
-                return marginal(self.class_probs, self.mask_probs)
-            assert self.logits is not None
-            if tuple(self.logits.shape[-2:]) == self.size:
-                return self.logits
-            return F.interpolate(self.logits, size=self.size, mode="bilinear", align_corners=False)
+    def prepare(self, methods: Sequence[AnomalyMethod], closed_set: bool = False) -> None:
+        """Compute now the pieces that several consumers of this context will share.
 
-        return self._cached("class_scores", compute)
+        The whole :attr:`class_scores` when one of ``methods`` reads them (the maximum then derives
+        from them rather than from a pass of its own over the masks); :attr:`class_argmax` together
+        with :attr:`class_max` when ``closed_set`` (the caller will read the closed-set prediction).
+        """
+        if any(m.reads_class_scores for m in methods):
+            self._cached("class_scores", self._compute_class_scores)
+        if closed_set:
+            self._class_max(argmax=True)
+
+    def _class_max(self, argmax: bool) -> None:
+        if "class_scores" in self._cache or self.output is None:
+            if argmax:
+                self._cache["class_max"], self._cache["class_argmax"] = self.class_scores.max(1)
+            else:
+                self._cache["class_max"] = self.class_scores.amax(1)
+            return
+        probs = self.class_probs
+        values = probs.new_zeros((probs.shape[0], *self.size))
+        labels = torch.zeros(values.shape, dtype=torch.int64, device=values.device) if argmax else None
+        for b in range(values.shape[0]):
+            weights = self._class_weights(b)
+            for top, bottom, masks in self._bands(b):
+                scores = torch.matmul(weights, masks.flatten(1))
+                if labels is None:
+                    torch.amax(scores, 0, out=values[b, top:bottom].view(-1))
+                else:
+                    torch.max(scores, 0, out=(values[b, top:bottom].view(-1), labels[b, top:bottom].view(-1)))
+        self._cache["class_max"] = values
+        if labels is not None:
+            self._cache["class_argmax"] = labels
+
+    @property
+    def class_max(self) -> torch.Tensor:
+        """``[B, H, W]`` the largest class score, ``class_scores.amax(1)``, without keeping all K maps."""
+        if "class_max" not in self._cache:
+            self._class_max(argmax=False)
+        return self._cache["class_max"]
+
+    @property
+    def class_argmax(self) -> torch.Tensor:
+        """``[B, H, W]`` int64 closed-set prediction, ``class_scores.argmax(1)`` (first of ties)."""
+        if "class_argmax" not in self._cache:
+            self._class_max(argmax=True)
+        return self._cache["class_argmax"]
 
     @property
     def pixel_probs(self) -> torch.Tensor:
@@ -178,12 +251,15 @@ class AnomalyMethod(ABC):
     Class attributes:
         key: the registry name (``"mask2anomaly"``).
         needs_masks: whether the method reads query outputs (mask transformers only).
+        reads_class_scores: whether it reads all K maps of :attr:`ScoreContext.class_scores` (False
+            for the methods that only need their maximum or the masks; it only affects speed).
         flags: the options usable after ``+`` in a method name, each mapped to the field values it
             sets (``{"tta": {"tta": True}}``).
     """
 
     key: ClassVar[str]
     needs_masks: ClassVar[bool]
+    reads_class_scores: ClassVar[bool] = True
     flags: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @property
@@ -247,5 +323,15 @@ def score_batch(
     size = (pixel_values.shape[-2], pixel_values.shape[-1])
     output = model(pixel_values)
     flipped = model(pixel_values.flip(-1)) if any(m.needs_flip for m in methods) else None
-    ctx = ScoreContext.from_masks(output, size, flipped)
+    return score_methods(ScoreContext.from_masks(output, size, flipped), methods)
+
+
+def score_methods(
+    ctx: ScoreContext, methods: Sequence[AnomalyMethod], closed_set: bool = False
+) -> dict[str, torch.Tensor]:
+    """``{method.name: scores [B, H, W]}`` of every method on one context, shared pieces computed once.
+
+    ``closed_set``: the caller will also read :attr:`ScoreContext.class_argmax`.
+    """
+    ctx.prepare(methods, closed_set)
     return {m.name: m(ctx) for m in methods}

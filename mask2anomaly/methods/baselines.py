@@ -51,9 +51,10 @@ class MaxLogit(AnomalyMethod):
 
     key = "max_logit"
     needs_masks = False
+    reads_class_scores = False
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
-        return -ctx.class_scores.amax(1)
+        return -ctx.class_max
 
 
 @dataclass(frozen=True)

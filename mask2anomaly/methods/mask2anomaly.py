@@ -122,6 +122,7 @@ class Mask2Anomaly(AnomalyMethod):
 
     key = "mask2anomaly"
     needs_masks = True
+    reads_class_scores = False
     flags: ClassVar[dict[str, dict[str, Any]]] = {
         "refine": {"refine": "code"},
         "refine_paper": {"refine": "paper"},
@@ -143,7 +144,7 @@ class Mask2Anomaly(AnomalyMethod):
         return self.tta
 
     def _single(self, ctx: ScoreContext) -> torch.Tensor:
-        score = 1 - ctx.class_scores.amax(1)
+        score = 1 - ctx.class_max
         if self.refine == "none":
             return score
         classes = self.refine_classes if self.refine_classes is not None else refinement_classes(self.refine)

@@ -56,6 +56,7 @@ class Maskomaly(AnomalyMethod):
 
     key = "maskomaly"
     needs_masks = True
+    reads_class_scores = False
     flags: ClassVar[dict[str, dict[str, Any]]] = {"poster": {"variant": "poster"}}
     variant: Literal["code", "poster"] = "code"
     t_mask: float = 0.7

@@ -112,7 +112,7 @@ def panoptic_merge(
     if not bool(keep.any()):
         return result
     scores, classes, masks = scores[keep], classes[keep], mask_probs[keep]
-    owner = (scores[:, None, None] * masks).argmax(0)
+    owner = (scores[:, None, None] * masks).max(0).indices  # max(): much faster than argmax() on CPU
     stuff_segment: dict[int, int] = {}
     for k in range(classes.numel()):
         category = int(classes[k])

@@ -47,7 +47,7 @@ def open_set_semantic(ctx: ScoreContext, method: AnomalyMethod, threshold: float
         threshold: anomaly-score threshold (e.g. from :func:`calibrate_open_set_threshold`).
     """
     scores = method(ctx)
-    closed = ctx.class_scores.argmax(1)
+    closed = ctx.class_argmax
     prediction = torch.where(scores >= threshold, torch.full_like(closed, ctx.num_known), closed)
     return OpenSetSemanticOutput(prediction, closed, scores)
 

@@ -95,9 +95,7 @@ def test_coco_pool_class_filter(shared: Path) -> None:
     with pytest.raises(UserError, match="no image qualifies"):
         CocoOutlierPool(reader)  # both sample images contain a person and are < 480 px
     pool = CocoOutlierPool(reader, min_side=300, excluded=("truck",))
-    allowed = [
-        a for a in js["annotations"] if not any(names[s["category_id"]] == "truck" for s in a["segments_info"])
-    ]
+    allowed = [a for a in js["annotations"] if not any(names[s["category_id"]] == "truck" for s in a["segments_info"])]
     assert len(pool) == len(allowed) == 1
     cut = pool[0]
     ann = allowed[0]

@@ -51,8 +51,9 @@ def test_color_jitter() -> None:
     out = color_jitter(image, rng, p=1.0)
     assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image)
     grey = np.full((4, 4, 3), 100, np.uint8)
-    shifted = color_jitter(grey, np.random.default_rng(1), brightness=20, contrast=(1, 1), saturation=(1, 1),
-                           hue_degrees=0, p=1.0)
+    shifted = color_jitter(
+        grey, np.random.default_rng(1), brightness=20, contrast=(1, 1), saturation=(1, 1), hue_degrees=0, p=1.0
+    )
     assert np.ptp(shifted) == 0 and abs(int(shifted[0, 0, 0]) - 100) <= 20  # grey stays grey
 
 

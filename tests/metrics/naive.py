@@ -73,7 +73,7 @@ def smiyc_metrics(images, float16=True):
                 levels = np.linspace(0, 1, min(384, len(part)))
                 edges += np.quantile(np.array(part, dtype=s.dtype), levels).tolist()
         edges = sorted(set(edges))
-        for i in range(len(edges) - 1):
+        for i in reversed(range(len(edges) - 1)):  # per image from the top bin down, as the benchmark lists them
             low, high = edges[i], edges[i + 1]
             last = i == len(edges) - 2
 
