@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from mask2anomaly.models.loading import load_model, save_model
 
 
@@ -25,13 +27,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("cross", "masked", "global_masked"),
         help="detectron2 files only: decoder attention, when the weights cannot tell (default: inferred)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="store the weights in this type (float16 halves the file; loading casts back to float32)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     overrides = {"attention": args.attention} if args.attention else None
     model = load_model(args.src, overrides=overrides)
-    save_model(model, args.dst)
+    save_model(model, args.dst, getattr(torch, args.dtype) if args.dtype else None)
     n = sum(p.numel() for p in model.state_dict().values())
     print(f"wrote {args.dst}: {model.config.backbone.name}, {model.config.attention} attention, {n:,} values")
     return 0

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "convert": "mask2anomaly.cli.convert",
     "info": "mask2anomaly.cli.info",
     "demo": "mask2anomaly.cli.demo",
+    "ablate": "mask2anomaly.cli.ablate",
     "train": "mask2anomaly.cli.train",
     "evaluate": "mask2anomaly.cli.evaluate",
     "predict": "mask2anomaly.cli.predict",

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from mask2anomaly import data as datasets
 from mask2anomaly.engine.inference import open_model
-from mask2anomaly.errors import UserError
+from mask2anomaly.engine.query_selection import select_queries
 from mask2anomaly.io_utils import write_text_atomic
-from mask2anomaly.methods import ScoreContext, select_anomaly_queries
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,24 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    predictor = open_model(args.model)
-    if not predictor.is_mask_model:
-        raise UserError(f"{args.model}: query selection needs a mask transformer")
-    reader = datasets.open_spec(args.dataset)
-    count = len(reader) if args.max_images <= 0 else min(args.max_images, len(reader))
-
-    def batches() -> Iterator[tuple[ScoreContext, torch.Tensor]]:
-        for index in range(count):
-            sample = reader[index]
-            if sample.anomaly is None:
-                raise UserError(f"{args.dataset}: the dataset has no anomaly labels")
-            frame = predictor.context(sample.image, flip=False)
-            labels = torch.from_numpy(sample.anomaly).long()
-            height, width = frame.ctx.size
-            labels = F.pad(labels, (0, width - labels.shape[1], 0, height - labels.shape[0]), value=255)
-            yield frame.ctx, labels[None]
-
-    selection = select_anomaly_queries(batches(), top_k=args.top_k)
+    selection = select_queries(open_model(args.model), args.dataset, args.max_images, args.top_k)
     queries = [int(q) for q in selection.queries]
     print(f"anomaly queries: {','.join(map(str, queries))} (from {selection.num_images} images with anomalies)")
     for q in queries:

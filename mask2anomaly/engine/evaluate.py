@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def results_markdown(runs: list[DatasetRun], methods: list[str]) -> str:
 def evaluate(
     model: str,
     dataset_specs: list[str],
-    method_names: list[str],
+    method_names: Sequence[str | AnomalyMethod],
     out: str | Path,
     short_side: int | None = None,
     strict: bool = False,
@@ -199,8 +200,32 @@ def evaluate(
     device: str | None = None,
 ) -> dict[str, dict[str, dict]]:
     """Evaluate ``method_names`` of ``model`` on every dataset; returns the ``metrics.json`` content."""
+    runs = evaluate_runs(
+        model, dataset_specs, method_names, out, short_side, strict, max_images, num_examples, protocol, track, device
+    )
+    return {run.key: run.metrics for run in runs}
+
+
+def evaluate_runs(
+    model: str,
+    dataset_specs: list[str],
+    method_names: Sequence[str | AnomalyMethod],
+    out: str | Path,
+    short_side: int | None = None,
+    strict: bool = False,
+    max_images: int = 0,
+    num_examples: int = 3,
+    protocol: str = "exact",
+    track: str = "anomaly",
+    device: str | None = None,
+) -> list[DatasetRun]:
+    """:func:`evaluate`, returning each dataset's run: metrics, curves and example thumbnails.
+
+    Methods are names (``"mask2anomaly+refine"``) or built methods (to set their parameters). Under
+    ``torchrun`` only the main process gets the metrics.
+    """
     out = Path(out)
-    methods = [parse_method(name) for name in method_names]
+    methods = [m if isinstance(m, AnomalyMethod) else parse_method(m) for m in method_names]
     process = distributed.setup(device)
     predictor = open_model(model, process.device)
     predictor.check_methods(methods)
@@ -214,7 +239,6 @@ def evaluate(
     ]
     runs = _gather(runs, process)
     distributed.barrier(process)
-    results: dict[str, dict[str, dict]] = {}
     if process.is_main:
         for run in runs:
             root = out / "maps" / run.key
@@ -222,10 +246,10 @@ def evaluate(
                 pairs = pair_files(root / name, root / "labels")
                 run.metrics[name] = json_safe(evaluate_maps(pairs, protocol, track, None))
                 run.curves[name] = curve_points(pairs)
-            results[run.key] = run.metrics
+        results = {run.key: run.metrics for run in runs}
         write_text_atomic(out / "metrics.json", json.dumps(results, indent=2) + "\n")
         write_text_atomic(out / "results.md", results_markdown(runs, names))
         write_report(out / "report.html", runs, names, model)
     distributed.barrier(process)
     distributed.teardown(process)
-    return results
+    return runs

@@ -24,12 +24,12 @@ from mask2anomaly import data as datasets
 from mask2anomaly.data.base import UNKNOWN, UNKNOWN_CATEGORY, VOID
 from mask2anomaly.data.classes import THING_TRAIN_IDS
 from mask2anomaly.engine.evaluate import dataset_keys
-from mask2anomaly.engine.inference import Predictor, open_model
+from mask2anomaly.engine.inference import Frame, Predictor, open_model
 from mask2anomaly.engine.score_maps import json_safe
 from mask2anomaly.errors import UserError
 from mask2anomaly.io_utils import write_text_atomic
 from mask2anomaly.methods import AnomalyMethod, parse_method, score_methods
-from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
+from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic, PanopticPrediction
 from mask2anomaly.metrics import (
     OpenSetConfusion,
     PanopticQuality,
@@ -42,7 +42,8 @@ from mask2anomaly.metrics.open_iou import anomaly_labels
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _open_set_truth(semantic: np.ndarray, num_known: int) -> np.ndarray:
+def open_set_truth(semantic: np.ndarray, num_known: int) -> np.ndarray:
+    """Open-set ground truth: known classes kept, unknown objects as class ``num_known``, the rest void."""
     gt = semantic.astype(np.int64)
     gt[(gt >= num_known) & (gt != VOID)] = VOID
     gt[semantic == UNKNOWN] = num_known
@@ -70,7 +71,7 @@ def predict_split(
             path,
             closed=closed,
             score=score,
-            gt=_open_set_truth(sample.semantic, predictor.num_classes).astype(np.uint8),
+            gt=open_set_truth(sample.semantic, predictor.num_classes).astype(np.uint8),
         )
         files.append(path)
     return files
@@ -111,33 +112,46 @@ def cross_calibrated(first: tuple[str, list[Path]], second: tuple[str, list[Path
     return {"splits": splits, "miou": result.miou, "open_miou": result.open_miou}
 
 
-def panoptic_quality(
-    predictor: Predictor, spec: str, panoptic: OpenSetPanoptic, method: AnomalyMethod | None, max_images: int
-) -> dict[str, dict[str, float]]:
-    """PQ / SQ / RQ (all, things, stuff, unknown) of open-set panoptic predictions on ``spec``."""
-    reader = datasets.open_spec(spec)
-    k = predictor.num_classes
-    categories = [{"id": c, "isthing": int(c in THING_TRAIN_IDS)} for c in range(k)]
+def panoptic_metric(num_known: int) -> PanopticQuality:
+    """PQ state over the known classes ``0 .. num_known - 1`` (Cityscapes things) and the unknown class."""
+    categories = [{"id": c, "isthing": int(c in THING_TRAIN_IDS)} for c in range(num_known)]
     categories.append({"id": UNKNOWN_CATEGORY, "isthing": 1})
-    quality = PanopticQuality(categories, frozenset({UNKNOWN_CATEGORY}))
-    count = len(reader) if max_images <= 0 else min(max_images, len(reader))
-    for index in tqdm(range(count), desc="panoptic", unit="img"):
-        sample = reader[index]
-        if sample.instances is None or sample.segments is None:
-            raise UserError(f"{spec}: open-set panoptic evaluation needs panoptic labels")
-        frame = predictor.context(sample.image, method is not None and method.needs_flip)
-        scores = method(frame.ctx) if method is not None else None
-        result = panoptic(frame.ctx, scores)[0]
-        ids = frame.to_original(result.ids[None], nearest=True)[0].cpu().numpy()
-        gt_segments = [
-            {"id": s.id, "category_id": s.category, "iscrowd": int(s.iscrowd), "area": s.area} for s in sample.segments
-        ]
-        quality.update(sample.instances, gt_segments, ids, result.segments, source=sample.name)
+    return PanopticQuality(categories, frozenset({UNKNOWN_CATEGORY}))
+
+
+def add_panoptic(quality: PanopticQuality, sample: datasets.Sample, frame: Frame, result: PanopticPrediction) -> None:
+    """Score one image's panoptic prediction (at the network size) against the sample's ground truth."""
+    if sample.instances is None or sample.segments is None:
+        raise UserError(f"{sample.name}: open-set panoptic evaluation needs panoptic labels")
+    ids = frame.to_original(result.ids[None], nearest=True)[0].cpu().numpy()
+    gt_segments = [
+        {"id": s.id, "category_id": s.category, "iscrowd": int(s.iscrowd), "area": s.area} for s in sample.segments
+    ]
+    quality.update(sample.instances, gt_segments, ids, result.segments, source=sample.name)
+
+
+def panoptic_summary(quality: PanopticQuality) -> dict[str, dict[str, float]]:
+    """``{"all" | "things" | "stuff" | "unknown": {"pq", "sq", "rq", ...}}``."""
     values = quality.compute()
     out = {name: vars(getattr(values, name)) for name in ("all", "things", "stuff")}
     if values.unknown is not None:
         out["unknown"] = vars(values.unknown)
     return out
+
+
+def panoptic_quality(
+    predictor: Predictor, spec: str, panoptic: OpenSetPanoptic, method: AnomalyMethod | None, max_images: int
+) -> dict[str, dict[str, float]]:
+    """PQ / SQ / RQ (all, things, stuff, unknown) of open-set panoptic predictions on ``spec``."""
+    reader = datasets.open_spec(spec)
+    quality = panoptic_metric(predictor.num_classes)
+    count = len(reader) if max_images <= 0 else min(max_images, len(reader))
+    for index in tqdm(range(count), desc="panoptic", unit="img"):
+        sample = reader[index]
+        frame = predictor.context(sample.image, method is not None and method.needs_flip)
+        scores = method(frame.ctx) if method is not None else None
+        add_panoptic(quality, sample, frame, panoptic(frame.ctx, scores)[0])
+    return panoptic_summary(quality)
 
 
 def evaluate_open_set_semantic(

@@ -311,3 +311,15 @@ class _Logger:
             self.csv_file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def train_or_reuse(config: RunConfig, out: str | Path, device: str | None = None) -> Path:
+    """:func:`train` into ``out``, resuming an interrupted run there and reusing one that reached its last step.
+
+    For pipelines (the demo, the ablation) that may be re-run after an interruption.
+    """
+    out = Path(out)
+    summary = out / "last.json"
+    if summary.exists() and json.loads(summary.read_text()).get("step") == config.optim.max_steps:
+        return out / CHECKPOINT
+    return train(config, out, resume=summary.exists(), device=device)

@@ -111,14 +111,14 @@ def load_model(
     )
 
 
-def save_model(model: MaskTransformer, path: str | Path) -> None:
+def save_model(model: MaskTransformer, path: str | Path, dtype: torch.dtype | None = None) -> None:
     """Write ``model`` in this package's format: ``path`` ending in ``.safetensors`` gives one file
     with the config in its metadata; any other ``path`` is a directory with ``model.safetensors`` and
-    ``config.json``."""
+    ``config.json``. ``dtype`` stores the floating-point weights in that type (``torch.float16``)."""
     target = Path(path)
     if target.suffix.lower() == ".safetensors":
-        save_native(model.state_dict(), model.config, target)
+        save_native(model.state_dict(), model.config, target, dtype)
         return
     target.mkdir(parents=True, exist_ok=True)
-    save_native(model.state_dict(), model.config, target / "model.safetensors")
+    save_native(model.state_dict(), model.config, target / "model.safetensors", dtype)
     write_text_atomic(target / "config.json", json.dumps({"mask2anomaly": to_dict(model.config)}, indent=2))

@@ -164,3 +164,19 @@ def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_on_failure(tmp
         raise RuntimeError("crash while writing")
     assert (tmp_path / "a.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_half_precision_file_loads_as_the_rounded_float32_model(model, tmp_path):
+    save_model(model, tmp_path / "full.safetensors")
+    assert (
+        main(["convert", str(tmp_path / "full.safetensors"), str(tmp_path / "half.safetensors"), "--dtype", "float16"])
+        == 0
+    )
+    full, half = (tmp_path / "full.safetensors").stat().st_size, (tmp_path / "half.safetensors").stat().st_size
+    assert half < 0.55 * full
+    loaded = load_model(tmp_path / "half.safetensors")
+    for key, value in model.state_dict().items():
+        got = loaded.state_dict()[key]
+        assert got.dtype == value.dtype
+        expected = value.half().to(value.dtype) if value.is_floating_point() else value
+        assert torch.equal(got, expected), key

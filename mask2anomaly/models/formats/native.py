@@ -21,10 +21,19 @@ from mask2anomaly.models.config import ModelConfig
 CONFIG_KEY = "mask2anomaly.config"
 
 
-def save_native(state: dict[str, torch.Tensor], config: ModelConfig, path: str | Path) -> None:
-    """Write ``state`` and ``config`` to ``path`` (a ``.safetensors`` file) atomically."""
+def save_native(
+    state: dict[str, torch.Tensor], config: ModelConfig, path: str | Path, dtype: torch.dtype | None = None
+) -> None:
+    """Write ``state`` and ``config`` to ``path`` (a ``.safetensors`` file) atomically.
+
+    ``dtype`` (e.g. ``torch.float16``, to halve the file) casts the floating-point tensors; loading
+    casts them back to the model's dtype.
+    """
     metadata = {CONFIG_KEY: json.dumps(to_dict(config)), "mask2anomaly.version": __version__}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tensors = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in state.items()
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
