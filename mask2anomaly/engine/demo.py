@@ -66,8 +66,8 @@ METHODS = (
 )
 """Every method of the demo; ``maskomaly`` gets the anomaly queries chosen on the calibration split."""
 
-HEADLINE = "mask2anomaly+refine"
-"""The method whose open-set maps the report shows."""
+SHOWN = ("mask2anomaly", "mask2anomaly+refine")
+"""The methods whose open-set semantic maps the report shows (the score map: the last one's)."""
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,10 @@ def _colour_panoptic(ids: np.ndarray, segments: list[dict], image: np.ndarray) -
 
 
 def _semantic_colours(labels: np.ndarray, num_known: int) -> np.ndarray:
+    """Cityscapes colours; the unknown class ``num_known`` in white (the palette has no white)."""
     colours = np.zeros((256, 3), np.uint8)
     colours[: len(TRAIN_ID_COLORS)] = TRAIN_ID_COLORS
-    colours[num_known] = (255, 0, 255)
+    colours[num_known] = (255, 255, 255)
     return colours[labels]
 
 
@@ -199,20 +200,20 @@ def _open_set(
         for name, score in scores.items():
             add_panoptic(quality[f"rba:{name}"], sample, frame, by_score[name](frame.ctx, score)[0])
         if index < examples:
-            headline = frame.to_original(scores[HEADLINE].float())[0].cpu().numpy()
-            open_labels = np.where(headline >= thresholds[HEADLINE], k, closed)
+            maps = {name: frame.to_original(scores[name].float())[0].cpu().numpy() for name in SHOWN}
             ids = frame.to_original(mined.ids[None], nearest=True)[0].cpu().numpy()
             shown = np.where(truth[..., None] == 255, 0, _semantic_colours(np.minimum(truth, 255), k))
-            rows.append(
-                [
-                    figure(sample.image, sample.name),
-                    figure(shown.astype(np.uint8), "ground truth (unknown in magenta, void black)"),
-                    figure(heatmap(headline, sample.image), f"{HEADLINE} score"),
-                    figure(_semantic_colours(closed, k), "closed-set prediction"),
-                    figure(_semantic_colours(open_labels, k), f"open-set semantic ({HEADLINE})"),
-                    figure(_colour_panoptic(ids, mined.segments, sample.image), "open-set panoptic (paper mining)"),
-                ]
-            )
+            row = [
+                figure(sample.image, sample.name),
+                figure(shown.astype(np.uint8), "ground truth (unknown in white, void black)"),
+                figure(heatmap(maps[SHOWN[-1]], sample.image), f"{SHOWN[-1]} score"),
+                figure(_semantic_colours(closed, k), "closed-set prediction"),
+            ]
+            for name, score in maps.items():
+                labels = np.where(score >= thresholds[name], k, closed)
+                row.append(figure(_semantic_colours(labels, k), f"open-set semantic, {name}"))
+            row.append(figure(_colour_panoptic(ids, mined.segments, sample.image), "open-set panoptic (paper mining)"))
+            rows.append(row)
     semantic = {}
     for name, state in confusion.items():
         result = state.compute()

@@ -89,7 +89,7 @@ def test_report_shows_tables_and_pictures(demo_run):
     page = (out / "report.html").read_text()
     for heading in ("Anomaly segmentation", "Open-set semantic segmentation", "Open-set panoptic segmentation"):
         assert heading in page
-    assert len(re.findall(r'src="data:image/png;base64,', page)) >= 2 * (2 + len(METHODS)) + 2 * 6
+    assert len(re.findall(r'src="data:image/png;base64,', page)) >= 2 * (2 + len(METHODS)) + 2 * 7
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "<script" not in page
     assert (out / "anomaly" / "report.html").exists()
 
