@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch.distributed as dist
@@ -186,24 +187,9 @@ def results_markdown(runs: list[DatasetRun], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(
-    model: str,
-    dataset_specs: list[str],
-    method_names: Sequence[str | AnomalyMethod],
-    out: str | Path,
-    short_side: int | None = None,
-    strict: bool = False,
-    max_images: int = 0,
-    num_examples: int = 3,
-    protocol: str = "exact",
-    track: str = "anomaly",
-    device: str | None = None,
-) -> dict[str, dict[str, dict]]:
-    """Evaluate ``method_names`` of ``model`` on every dataset; returns the ``metrics.json`` content."""
-    runs = evaluate_runs(
-        model, dataset_specs, method_names, out, short_side, strict, max_images, num_examples, protocol, track, device
-    )
-    return {run.key: run.metrics for run in runs}
+def evaluate(*args: Any, **kwargs: Any) -> dict[str, dict[str, dict]]:
+    """:func:`evaluate_runs` (same arguments), returning the ``metrics.json`` content."""
+    return {run.key: run.metrics for run in evaluate_runs(*args, **kwargs)}
 
 
 def evaluate_runs(
@@ -219,7 +205,8 @@ def evaluate_runs(
     track: str = "anomaly",
     device: str | None = None,
 ) -> list[DatasetRun]:
-    """:func:`evaluate`, returning each dataset's run: metrics, curves and example thumbnails.
+    """Evaluate ``method_names`` of ``model`` on every dataset; returns each dataset's run (metrics,
+    curves, example thumbnails) and writes ``metrics.json``, ``results.md`` and ``report.html``.
 
     Methods are names (``"mask2anomaly+refine"``) or built methods (to set their parameters). Under
     ``torchrun`` only the main process gets the metrics.

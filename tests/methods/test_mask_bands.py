@@ -110,14 +110,20 @@ def test_methods_agree_whether_or_not_the_whole_masks_exist():
     assert (banded["mask2anomaly+refine"] == 0).any() and not (banded["mask2anomaly"] == 0).any()
 
 
-def test_score_methods_makes_one_pass_over_the_masks(monkeypatch):
-    passes = []
+@pytest.fixture
+def passes(monkeypatch) -> list[int]:
+    """The query count of every pass over the masks that the context makes."""
+    counts: list[int] = []
 
     def counted(logits, size):
-        passes.append(logits.shape[0])
+        counts.append(logits.shape[0])
         return mask_prob_bands(logits, size)
 
     monkeypatch.setattr("mask2anomaly.methods.base.mask_prob_bands", counted)
+    return counts
+
+
+def test_score_methods_makes_one_pass_over_the_masks(passes):
     methods = [Mask2Anomaly(), parse_method("msp")]
     score_methods(ScoreContext.from_masks(random_output(5), SIZE), methods)
     assert passes == [7, 7]  # one per image
@@ -128,14 +134,7 @@ def test_score_methods_makes_one_pass_over_the_masks(monkeypatch):
     assert passes == [7, 7, 7, 7]  # the maximum first, then the whole marginal again
 
 
-def test_closed_set_prediction_comes_with_the_maximum_in_the_same_pass(monkeypatch):
-    passes = []
-
-    def counted(logits, size):
-        passes.append(logits.shape[0])
-        return mask_prob_bands(logits, size)
-
-    monkeypatch.setattr("mask2anomaly.methods.base.mask_prob_bands", counted)
+def test_closed_set_prediction_comes_with_the_maximum_in_the_same_pass(passes):
     output = random_output(6)
     output.class_logits[..., 1] = output.class_logits[..., 2]  # classes 1 and 2 tie everywhere
     output.class_logits[:, :, 1:3] += 5
