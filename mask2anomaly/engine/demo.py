@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,11 @@ def retrain(out: Path, overrides: tuple[str, ...], device: str) -> Path:
 
 
 def write_splits(root: Path, config: DemoConfig) -> tuple[Path, Path]:
-    """Write (or reuse, when the same ones are there) the test and calibration splits under ``root``."""
+    """Write (or reuse, when the same ones are there) the test and calibration splits under ``root``.
+
+    Each split is generated in ``<name>.partial`` and renamed when complete, so an interrupted run
+    leaves no split that looks whole; a leftover ``.partial`` folder is replaced.
+    """
     folders = []
     for name, count, seed in (
         ("test", config.test_images, config.seed),
@@ -129,7 +134,11 @@ def write_splits(root: Path, config: DemoConfig) -> tuple[Path, Path]:
                 folders.append(folder)
                 continue
             raise UserError(f"{folder}: holds another synthetic split; remove it or choose another --out")
-        write_benchmark(folder, train=0, val=0, test=count, outliers=0, size=config.size, seed=seed)
+        partial = root / f"{name}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        write_benchmark(partial, train=0, val=0, test=count, outliers=0, size=config.size, seed=seed)
+        partial.rename(folder)
         folders.append(folder)
     return folders[0], folders[1]
 

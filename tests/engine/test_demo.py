@@ -121,3 +121,15 @@ def test_retrain_trains_both_stages_then_evaluates(tmp_path, capsys):
 def test_model_and_retrain_are_exclusive():
     with pytest.raises(UserError, match="either a model or --retrain"):
         DemoConfig(model="m.safetensors", retrain=True)
+
+
+def test_an_interrupted_split_is_generated_again(demo_run, tmp_path):
+    out, metrics = demo_run
+    partial = tmp_path / "out" / "data" / "calibration.partial"
+    partial.mkdir(parents=True)
+    (partial / "0.png").write_bytes(b"half a file")
+    config = DemoConfig(
+        model=str(out.parent / "tiny.safetensors"), test_images=3, calibration_images=2, size=SIZE, examples=2
+    )
+    assert run_demo(tmp_path / "out", config) == metrics
+    assert not partial.exists() and (tmp_path / "out" / "data" / "calibration" / "meta.json").exists()
