@@ -20,12 +20,9 @@ from mask2anomaly.data.base import (
     Item,
     Reader,
     Sample,
-    check_values,
-    read_image,
-    read_label,
     require_dir,
 )
-from mask2anomaly.data.validation import ANOMALY_VALUES, ValidationReader
+from mask2anomaly.data.validation import ValidationReader, load_anomaly_sample
 
 _LABEL_SUFFIX = "_fishy-labels.png"
 _IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -69,8 +66,4 @@ class FishyscapesLafReader(Reader):
         self._require_items(labels, expected)
 
     def load(self, item: Item) -> Sample:
-        image = read_image(item.image)
-        path = item.labels["anomaly"]
-        raw = read_label(path, image.shape[:2], image_path=item.image)
-        check_values(raw, ANOMALY_VALUES, path)
-        return Sample(item.name, image, anomaly=raw)
+        return load_anomaly_sample(item)

@@ -26,6 +26,15 @@ ANOMALY_VALUES = frozenset({0, 1, VOID})
 """Values of an anomaly label map: inlier, anomaly, void."""
 
 
+def load_anomaly_sample(item: Item) -> Sample:
+    """An image with its anomaly map (values checked against :data:`ANOMALY_VALUES`)."""
+    image = read_image(item.image)
+    path = item.labels["anomaly"]
+    raw = read_label(path, image.shape[:2], image_path=item.image)
+    check_values(raw, ANOMALY_VALUES, path)
+    return Sample(item.name, image, anomaly=raw)
+
+
 def same_stem_png(stem: str) -> str:
     """Label file name ``<stem>.png``."""
     return f"{stem}.png"
@@ -73,11 +82,7 @@ class PairedFolderReader(Reader):
         self._require_items(images, expected)
 
     def load(self, item: Item) -> Sample:
-        image = read_image(item.image)
-        path = item.labels["anomaly"]
-        raw = read_label(path, image.shape[:2], image_path=item.image)
-        check_values(raw, ANOMALY_VALUES, path)
-        return Sample(item.name, image, anomaly=raw)
+        return load_anomaly_sample(item)
 
 
 class ValidationReader(PairedFolderReader):
