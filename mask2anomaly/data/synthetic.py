@@ -11,9 +11,11 @@ label space (:mod:`mask2anomaly.data.classes`): trainIds 0 road, 1 sidewalk, 2 b
 
 Anomalies (``test`` split only, 1-4 per image, about 85 % on the road, from a few pixels to a large
 fraction of the road) come from five shape families -- irregular polygon, star, ring, cone, animal --
-and are textured with the *inlier* materials (asphalt, facade, foliage, car paint, clothing, ...), so
-colour alone does not find them. The AnomalyMix outlier pool (:func:`generate_outlier`) uses four
-other families -- crescent, cross, blob cluster, zigzag -- so training never sees a test shape.
+and are textured with five materials no inlier has -- plastic, rubber, cardboard, fur, hazard stripes
+(:data:`ANOMALY_MATERIALS`) -- whose colours overlap the inliers' (dark rubber like asphalt, cardboard
+like terrain and sidewalk), so colour alone does not find them. The AnomalyMix outlier pool
+(:func:`generate_outlier`) uses four other shape families -- crescent, cross, blob cluster, zigzag --
+textured with the inlier materials, so training sees neither a test shape nor a test texture.
 
 :func:`write_benchmark` writes the Cityscapes layout (train / val), the ``validation`` layout
 (anomaly test split), an open-set semantic split (Cityscapes layout, trainId 254 = unknown) and an
@@ -46,10 +48,13 @@ ANOMALY_CATEGORY_ID = 100
 ANOMALY_SHAPES = ("polygon", "star", "ring", "cone", "animal")
 OUTLIER_SHAPES = ("crescent", "cross", "cluster", "zigzag")
 MATERIALS = ("asphalt", "sidewalk", "facade", "foliage", "terrain", "car_paint", "clothing", "metal")
-"""Inlier materials; anomalies and outliers are textured with these too."""
+"""Inlier materials; the AnomalyMix outliers are textured with these too."""
+ANOMALY_MATERIALS = ("plastic", "rubber", "cardboard", "fur", "hazard")
+"""Materials of the test anomalies only: the unseen textures of real road anomalies (cones, tyres,
+boxes, animals, barriers)."""
 
 CITY = "synth"
-VERSION = 1
+VERSION = 2
 
 _TRAIN = {
     name: LABEL_BY_NAME[name].train_id
@@ -160,6 +165,11 @@ _PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "sky": ((140, 175, 215), (180, 200, 225), (200, 205, 210)),
     "sign": ((230, 230, 230), (30, 70, 160), (200, 30, 30), (230, 190, 30)),
     "skin": ((225, 185, 160), (160, 110, 80), (110, 75, 55)),
+    "plastic": ((150, 25, 30), (40, 60, 130), (200, 195, 180), (70, 100, 60), (130, 130, 135)),
+    "rubber": ((35, 35, 38), (55, 50, 50), (45, 45, 55)),
+    "cardboard": ((170, 130, 85), (150, 115, 75), (190, 160, 110)),
+    "fur": ((120, 90, 60), (85, 75, 65), (200, 190, 175), (60, 50, 45)),
+    "hazard": ((160, 140, 60), (150, 40, 35), (90, 90, 95)),
 }
 _GRAIN = {
     "asphalt": 9.0,
@@ -173,6 +183,11 @@ _GRAIN = {
     "sky": 3.0,
     "sign": 3.0,
     "skin": 5.0,
+    "plastic": 3.0,
+    "rubber": 6.0,
+    "cardboard": 5.0,
+    "fur": 26.0,
+    "hazard": 4.0,
 }
 _CELL = {
     "asphalt": 2.0,
@@ -186,6 +201,11 @@ _CELL = {
     "sky": 40.0,
     "sign": 10.0,
     "skin": 6.0,
+    "plastic": 10.0,
+    "rubber": 1.5,
+    "cardboard": 2.0,
+    "fur": 1.2,
+    "hazard": 8.0,
 }
 
 
@@ -207,6 +227,15 @@ def _texture(rng: np.random.Generator, material: str, h: int, w: int) -> np.ndar
         step = rng.integers(6, 14)
         joint = (np.arange(h)[:, None] % step == 0) | (np.arange(w)[None, :] % (2 * step) == 0)
         tex[joint] *= 0.8
+    elif material == "cardboard":
+        period = rng.integers(3, 6)
+        tex[np.arange(h) % period == 0] *= 0.85
+    elif material == "hazard":
+        period = rng.integers(6, 16)
+        band = ((np.arange(h)[:, None] + np.arange(w)[None, :]) // period) % 2 == 1
+        light = rng.choice([235.0, 25.0])
+        if band.any():
+            tex[band] = tex[band] - tex[band].mean(0) + light
     return tex
 
 
@@ -536,7 +565,7 @@ def _draw_objects(rng: np.random.Generator, cv: _Canvas, st: _Street, objects: l
             scale = np.exp(rng.uniform(np.log(0.04), np.log(0.8)))
             family = ANOMALY_SHAPES[int(rng.integers(len(ANOMALY_SHAPES)))]
             m = _shape(rng, family, int(h * 0.8 * t * scale + rng.uniform(2, 5)))
-            tex = _texture(rng, MATERIALS[int(rng.integers(len(MATERIALS)))], *m.shape)
+            tex = _texture(rng, ANOMALY_MATERIALS[int(rng.integers(len(ANOMALY_MATERIALS)))], *m.shape)
             y0, x0 = y_base - m.shape[0], int(x_pos - m.shape[1] / 2)
             cv.shade(_ellipse(max(2, m.shape[0] // 6), m.shape[1] + 2), y_base - m.shape[0] // 12, x0 - 1, 0.6)
             if cv.paste(m, y0, x0, tex, UNKNOWN, ANOMALY_CATEGORY_ID * 1000 + counters["anomaly"]):
@@ -748,6 +777,8 @@ def write_benchmark(
         "counts": {"train": train, "val": val, "test": test, "outliers": outliers},
         "anomaly_shapes": list(ANOMALY_SHAPES),
         "outlier_shapes": list(OUTLIER_SHAPES),
+        "anomaly_materials": list(ANOMALY_MATERIALS),
+        "inlier_materials": list(MATERIALS),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from mask2anomaly import data as datasets
 from mask2anomaly.data.base import UNKNOWN
 from mask2anomaly.data.classes import TRAIN_ID_COLORS
+from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.data.synthetic import write_benchmark
 from mask2anomaly.engine.evaluate import DatasetRun, evaluate_runs, heatmap
 from mask2anomaly.engine.inference import Predictor, open_model
@@ -118,7 +119,8 @@ def write_splits(root: Path, config: DemoConfig) -> tuple[Path, Path]:
     """Write (or reuse, when the same ones are there) the test and calibration splits under ``root``.
 
     Each split is generated in ``<name>.partial`` and renamed when complete, so an interrupted run
-    leaves no split that looks whole; a leftover ``.partial`` folder is replaced.
+    leaves no split that looks whole; a leftover ``.partial`` folder is replaced, and so is a split
+    written by an older version of the generator.
     """
     folders = []
     for name, count, seed in (
@@ -130,10 +132,12 @@ def write_splits(root: Path, config: DemoConfig) -> tuple[Path, Path]:
         wanted = {"seed": seed, "size": list(config.size), "test": count}
         if meta.exists():
             found = json.loads(meta.read_text())
-            if {"seed": found["seed"], "size": found["size"], "test": found["counts"]["test"]} == wanted:
+            if {"seed": found["seed"], "size": found["size"], "test": found["counts"]["test"]} != wanted:
+                raise UserError(f"{folder}: holds another synthetic split; remove it or choose another --out")
+            if found.get("version") == SYNTHETIC_VERSION:
                 folders.append(folder)
                 continue
-            raise UserError(f"{folder}: holds another synthetic split; remove it or choose another --out")
+            shutil.rmtree(folder)
         partial = root / f"{name}.partial"
         if partial.exists():
             shutil.rmtree(partial)

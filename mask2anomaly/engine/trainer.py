@@ -17,7 +17,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from mask2anomaly.config_utils import to_dict
 from mask2anomaly.engine import distributed
 from mask2anomaly.engine.checkpoint import TrainingState, load_training_state, save_training_state
 from mask2anomaly.engine.config import RunConfig
+from mask2anomaly.engine.recipes import load_recipe
 from mask2anomaly.engine.training_data import Batch, TrainingData, collate
 from mask2anomaly.engine.validate import validate
 from mask2anomaly.errors import UserError
@@ -320,6 +321,21 @@ def train_or_reuse(config: RunConfig, out: str | Path, device: str | None = None
     """
     out = Path(out)
     summary = out / "last.json"
-    if summary.exists() and json.loads(summary.read_text()).get("step") == config.optim.max_steps:
-        return out / CHECKPOINT
+    if summary.exists():
+        _require_same_config(config, out / "config.yaml")
+        if json.loads(summary.read_text()).get("step") == config.optim.max_steps:
+            return out / CHECKPOINT
     return train(config, out, resume=summary.exists(), device=device)
+
+
+def _require_same_config(config: RunConfig, saved: Path) -> None:
+    """Refuse to reuse or resume a run trained with another configuration (e.g. an edited recipe)."""
+    if not saved.exists():
+        raise UserError(f"{saved}: missing; cannot tell which configuration the run in {saved.parent} used")
+    found = load_recipe(str(saved))
+    differing = [f.name for f in fields(config) if getattr(found, f.name) != getattr(config, f.name)]
+    if differing:
+        raise UserError(
+            f"{saved.parent}: holds a run of another configuration (different {', '.join(differing)}); "
+            "remove it or choose another --out"
+        )

@@ -15,7 +15,9 @@ from mask2anomaly import data
 from mask2anomaly.data.base import UNKNOWN, UNKNOWN_CATEGORY, VOID
 from mask2anomaly.data.classes import LABEL_ID_TO_TRAIN_ID, THING_TRAIN_IDS
 from mask2anomaly.data.synthetic import (
+    ANOMALY_MATERIALS,
     ANOMALY_SHAPES,
+    MATERIALS,
     OUTLIER_SHAPES,
     generate_outlier,
     generate_scene,
@@ -101,6 +103,7 @@ def test_cityscapes_layout_of_train_split(synthetic_root: Path) -> None:
         assert not np.isin(sample.semantic[~things], list(THING_TRAIN_IDS)).any()
     meta = json.loads((synthetic_root / "meta.json").read_text())
     assert meta["seed"] == 7 and meta["counts"] == {"train": 3, "val": 2, "test": 6, "outliers": 4}
+    assert meta["anomaly_materials"] == list(ANOMALY_MATERIALS) and meta["inlier_materials"] == list(MATERIALS)
 
 
 def test_anomalies_on_road_of_all_sizes_and_not_found_by_colour() -> None:
@@ -134,8 +137,9 @@ def test_anomalies_on_road_of_all_sizes_and_not_found_by_colour() -> None:
     assert ap < 2 * labels_all.mean()
 
 
-def test_outlier_pool_shapes_are_disjoint_from_test_anomalies() -> None:
+def test_outlier_pool_shapes_and_materials_are_disjoint_from_test_anomalies() -> None:
     assert not set(ANOMALY_SHAPES) & set(OUTLIER_SHAPES)
+    assert not set(ANOMALY_MATERIALS) & set(MATERIALS)
     for i in range(10):
         image, mask = generate_outlier(i, seed=0, max_size=64)
         assert image.shape[:2] == mask.shape and mask.any() and mask.shape[0] <= 64

@@ -56,6 +56,14 @@ def test_rerun_reuses_finished_runs(ablation):
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/last.safetensors")}
 
 
+def test_rerun_with_another_configuration_is_refused(ablation, capsys):
+    out, args = ablation
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/last.safetensors")}
+    assert main([*args, "--set", "loss.margin=0.5"]) != 0
+    assert f"{out / 'cross' / 'none'}: holds a run of another configuration (different loss)" in capsys.readouterr().err
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/last.safetensors")}
+
+
 def test_table_formats_percentages():
     row = {"auprc": 0.5, "fpr95": 0.25, "auprc_refine": 0.125, "fpr95_refine": 1.0, "miou": 0.875}
     results = {a: {v: row for v in CONTRASTIVE} for a in ATTENTIONS}

@@ -104,6 +104,18 @@ def test_rerun_reuses_the_splits_and_refuses_other_ones(demo_run, tmp_path):
         run_demo(out, DemoConfig(model=config.model, test_images=4, calibration_images=2, size=SIZE))
 
 
+def test_split_of_an_older_generator_is_regenerated(demo_run):
+    out, _ = demo_run
+    meta_path = out / "data" / "calibration" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    (out / "data" / "calibration" / "anomaly" / "labels_masks" / "0.png").unlink()
+    meta_path.write_text(json.dumps({**meta, "version": meta["version"] - 1}))
+    config = DemoConfig(model=str(out.parent / "tiny.safetensors"), test_images=3, calibration_images=2, size=SIZE)
+    run_demo(out, config)
+    assert json.loads(meta_path.read_text())["version"] == meta["version"]
+    assert (out / "data" / "calibration" / "anomaly" / "labels_masks" / "0.png").exists()
+
+
 def test_retrain_trains_both_stages_then_evaluates(tmp_path, capsys):
     overrides = ["optim.max_steps=2", *TINY_RECIPE_OVERRIDES]
     args = ["demo", "--retrain", "--out", str(tmp_path / "out"), "--images", "2", "--calibration-images", "2"]
