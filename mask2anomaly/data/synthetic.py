@@ -14,8 +14,10 @@ fraction of the road) come from five shape families -- irregular polygon, star, 
 and are textured with five materials no inlier has -- plastic, rubber, cardboard, fur, hazard stripes
 (:data:`ANOMALY_MATERIALS`) -- whose colours overlap the inliers' (dark rubber like asphalt, cardboard
 like terrain and sidewalk), so colour alone does not find them. The AnomalyMix outlier pool
-(:func:`generate_outlier`) uses four other shape families -- crescent, cross, blob cluster, zigzag --
-textured with the inlier materials, so training sees neither a test shape nor a test texture.
+(:func:`generate_outlier`) is the COCO analogue: four other shape families -- crescent, cross, blob
+cluster, zigzag -- textured with the inlier materials or with four materials of its own -- wood,
+plaid, foil, paint (:data:`OUTLIER_MATERIALS`) -- so training sees foreign textures as COCO objects
+bring them, yet neither a test shape nor a test texture.
 
 :func:`write_benchmark` writes the Cityscapes layout (train / val), the ``validation`` layout
 (anomaly test split), an open-set semantic split (Cityscapes layout, trainId 254 = unknown) and an
@@ -49,12 +51,14 @@ ANOMALY_SHAPES = ("polygon", "star", "ring", "cone", "animal")
 OUTLIER_SHAPES = ("crescent", "cross", "cluster", "zigzag")
 MATERIALS = ("asphalt", "sidewalk", "facade", "foliage", "terrain", "car_paint", "clothing", "metal")
 """Inlier materials; the AnomalyMix outliers are textured with these too."""
+OUTLIER_MATERIALS = ("wood", "plaid", "foil", "paint")
+"""Materials of the AnomalyMix outliers only, as COCO objects bring textures no street scene has."""
 ANOMALY_MATERIALS = ("plastic", "rubber", "cardboard", "fur", "hazard")
 """Materials of the test anomalies only: the unseen textures of real road anomalies (cones, tyres,
 boxes, animals, barriers)."""
 
 CITY = "synth"
-VERSION = 2
+VERSION = 3
 
 _TRAIN = {
     name: LABEL_BY_NAME[name].train_id
@@ -170,6 +174,10 @@ _PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "cardboard": ((170, 130, 85), (150, 115, 75), (190, 160, 110)),
     "fur": ((120, 90, 60), (85, 75, 65), (200, 190, 175), (60, 50, 45)),
     "hazard": ((160, 140, 60), (150, 40, 35), (90, 90, 95)),
+    "wood": ((150, 100, 60), (115, 75, 45), (185, 140, 95)),
+    "plaid": ((120, 40, 50), (40, 90, 70), (60, 60, 110), (170, 150, 60)),
+    "foil": ((200, 200, 210), (200, 170, 90), (170, 175, 185)),
+    "paint": ((130, 60, 160), (230, 120, 30), (40, 170, 180), (220, 110, 160), (220, 210, 50)),
 }
 _GRAIN = {
     "asphalt": 9.0,
@@ -188,6 +196,10 @@ _GRAIN = {
     "cardboard": 5.0,
     "fur": 26.0,
     "hazard": 4.0,
+    "wood": 10.0,
+    "plaid": 6.0,
+    "foil": 30.0,
+    "paint": 2.0,
 }
 _CELL = {
     "asphalt": 2.0,
@@ -206,6 +218,10 @@ _CELL = {
     "cardboard": 2.0,
     "fur": 1.2,
     "hazard": 8.0,
+    "wood": 3.0,
+    "plaid": 6.0,
+    "foil": 1.0,
+    "paint": 20.0,
 }
 
 
@@ -236,6 +252,16 @@ def _texture(rng: np.random.Generator, material: str, h: int, w: int) -> np.ndar
         light = rng.choice([235.0, 25.0])
         if band.any():
             tex[band] = tex[band] - tex[band].mean(0) + light
+    elif material == "wood":
+        warp = _smooth_noise(rng, h, w, 12.0) * rng.uniform(2, 5)
+        rings = np.sin((np.arange(h, dtype=np.float32)[:, None] + warp) * rng.uniform(0.6, 1.4))
+        tex += rings[..., None] * 14
+    elif material == "plaid":
+        period = rng.integers(5, 12)
+        rows, cols = (np.arange(h) // period) % 2 == 0, (np.arange(w) // period) % 2 == 0
+        other = np.asarray(_PALETTES["plaid"][rng.integers(len(_PALETTES["plaid"]))], dtype=np.float32)
+        tex[rows] = tex[rows] * 0.5 + other * 0.5
+        tex[:, cols] = tex[:, cols] * 0.6 + other * 0.4
     return tex
 
 
@@ -620,7 +646,8 @@ def generate_outlier(index: int, *, seed: int = 0, max_size: int = 128) -> tuple
     m = _shape(rng, OUTLIER_SHAPES[int(rng.integers(len(OUTLIER_SHAPES)))], size)
     rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
     m = m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    tex = _texture(rng, MATERIALS[int(rng.integers(len(MATERIALS)))], *m.shape)
+    materials = MATERIALS + OUTLIER_MATERIALS
+    tex = _texture(rng, materials[int(rng.integers(len(materials)))], *m.shape)
     tex = tex * rng.uniform(0.75, 1.15) + rng.normal(0, 3, tex.shape).astype(np.float32)
     image = np.where(m[..., None], np.clip(tex + 0.5, 0, 255), 0).astype(np.uint8)
     return image, m
@@ -779,6 +806,7 @@ def write_benchmark(
         "outlier_shapes": list(OUTLIER_SHAPES),
         "anomaly_materials": list(ANOMALY_MATERIALS),
         "inlier_materials": list(MATERIALS),
+        "outlier_materials": list(OUTLIER_MATERIALS),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mask2anomaly import data as datasets
 from mask2anomaly.config_utils import to_dict
+from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.engine import distributed
 from mask2anomaly.engine.checkpoint import TrainingState, load_training_state, save_training_state
 from mask2anomaly.engine.config import RunConfig
@@ -247,7 +248,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
         if step % config.train.log_every == 0 or step == config.optim.max_steps:
             log.write(step, total, lr, terms, time.perf_counter() - started)
-        summary = {"step": step, "loss": total}
+        summary: dict[str, Any] = {"step": step, "loss": total, **_generator_version(config)}
         if val_reader is not None and process.is_main and _due(step, config.train.val_every, config.optim.max_steps):
             metrics = validate(model, val_reader, config.train.val_images)
             summary.update({f"val_{k}": v for k, v in metrics.items()})
@@ -323,9 +324,25 @@ def train_or_reuse(config: RunConfig, out: str | Path, device: str | None = None
     summary = out / "last.json"
     if summary.exists():
         _require_same_config(config, out / "config.yaml")
-        if json.loads(summary.read_text()).get("step") == config.optim.max_steps:
+        found = json.loads(summary.read_text())
+        wanted, had = _generator_version(config).get("synthetic_version"), found.get("synthetic_version")
+        if wanted is not None and had != wanted:
+            older = f"version {had}" if had is not None else "an older version"
+            raise UserError(
+                f"{out}: trained on synthetic data of generator {older}, not of version {wanted}; "
+                "remove it or choose another --out"
+            )
+        if found.get("step") == config.optim.max_steps:
             return out / CHECKPOINT
     return train(config, out, resume=summary.exists(), device=device)
+
+
+def _generator_version(config: RunConfig) -> dict[str, int]:
+    """What a run summary records of the data generator: its version when the run uses synthetic data."""
+    uses = [config.data.train, config.data.val, config.data.outlier_pool]
+    if any(spec is not None and spec.startswith("synthetic") for spec in uses):
+        return {"synthetic_version": SYNTHETIC_VERSION}
+    return {}
 
 
 def _require_same_config(config: RunConfig, saved: Path) -> None:

@@ -18,6 +18,7 @@ from mask2anomaly.data.synthetic import (
     ANOMALY_MATERIALS,
     ANOMALY_SHAPES,
     MATERIALS,
+    OUTLIER_MATERIALS,
     OUTLIER_SHAPES,
     generate_outlier,
     generate_scene,
@@ -104,6 +105,7 @@ def test_cityscapes_layout_of_train_split(synthetic_root: Path) -> None:
     meta = json.loads((synthetic_root / "meta.json").read_text())
     assert meta["seed"] == 7 and meta["counts"] == {"train": 3, "val": 2, "test": 6, "outliers": 4}
     assert meta["anomaly_materials"] == list(ANOMALY_MATERIALS) and meta["inlier_materials"] == list(MATERIALS)
+    assert meta["outlier_materials"] == list(OUTLIER_MATERIALS)
 
 
 def test_anomalies_on_road_of_all_sizes_and_not_found_by_colour() -> None:
@@ -139,7 +141,8 @@ def test_anomalies_on_road_of_all_sizes_and_not_found_by_colour() -> None:
 
 def test_outlier_pool_shapes_and_materials_are_disjoint_from_test_anomalies() -> None:
     assert not set(ANOMALY_SHAPES) & set(OUTLIER_SHAPES)
-    assert not set(ANOMALY_MATERIALS) & set(MATERIALS)
+    assert not set(ANOMALY_MATERIALS) & (set(MATERIALS) | set(OUTLIER_MATERIALS))
+    assert not set(OUTLIER_MATERIALS) & set(MATERIALS)
     for i in range(10):
         image, mask = generate_outlier(i, seed=0, max_size=64)
         assert image.shape[:2] == mask.shape and mask.any() and mask.shape[0] <= 64

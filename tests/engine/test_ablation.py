@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mask2anomaly.cli.main import main
+from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.engine.ablation import ATTENTIONS, CONTRASTIVE, table
 from mask2anomaly.models.loading import load_model
 from tests.engine.tiny_recipe import TINY_RECIPE_OVERRIDES
@@ -28,7 +29,8 @@ def test_every_combination_is_trained_with_its_settings(ablation):
     for attention in ATTENTIONS:
         for variant in CONTRASTIVE:
             run = out / attention / variant
-            assert json.loads((run / "last.json").read_text())["step"] == 1
+            summary = json.loads((run / "last.json").read_text())
+            assert summary["step"] == 1 and summary["synthetic_version"] == SYNTHETIC_VERSION
             assert load_model(run / "last.safetensors").config.attention == attention
             config = (run / "config.yaml").read_text()
             if variant != "none":
@@ -62,6 +64,19 @@ def test_rerun_with_another_configuration_is_refused(ablation, capsys):
     assert main([*args, "--set", "loss.margin=0.5"]) != 0
     assert f"{out / 'cross' / 'none'}: holds a run of another configuration (different loss)" in capsys.readouterr().err
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/last.safetensors")}
+
+
+def test_run_on_another_generator_version_is_refused(ablation, capsys):
+    out, args = ablation
+    summary = out / "cross" / "none" / "last.json"
+    kept = summary.read_text()
+    summary.write_text(json.dumps({**json.loads(kept), "synthetic_version": SYNTHETIC_VERSION - 1}))
+    try:
+        assert main(args) != 0
+    finally:
+        summary.write_text(kept)
+    expected = f"{out / 'cross' / 'none'}: trained on synthetic data of generator version {SYNTHETIC_VERSION - 1}"
+    assert expected in capsys.readouterr().err
 
 
 def test_table_formats_percentages():
