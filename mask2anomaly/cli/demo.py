@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--retrain",
         action="store_true",
-        help="train from scratch first (recipes synthetic_cpu, then synthetic_cpu_contrastive; about 1 h on 2 cores)",
+        help="train from scratch first (recipes synthetic_cpu, then synthetic_cpu_contrastive; about 2.5 h on 2 cores)",
     )
     parser.add_argument(
         "--set",
