@@ -164,6 +164,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
     state = _prepare_out(out, resume)
     if state is not None:
         config = replace(state.config, optim=replace(state.config.optim, max_steps=config.optim.max_steps))
+        _require_same_generator(config, out)
     if config.optim.batch_size % (process.world_size * config.optim.accumulation):
         raise UserError(
             f"optim.batch_size={config.optim.batch_size} is not divisible by processes x accumulation "
@@ -324,15 +325,8 @@ def train_or_reuse(config: RunConfig, out: str | Path, device: str | None = None
     summary = out / "last.json"
     if summary.exists():
         _require_same_config(config, out / "config.yaml")
-        found = json.loads(summary.read_text())
-        wanted, had = _generator_version(config).get("synthetic_version"), found.get("synthetic_version")
-        if wanted is not None and had != wanted:
-            older = f"version {had}" if had is not None else "an older version"
-            raise UserError(
-                f"{out}: trained on synthetic data of generator {older}, not of version {wanted}; "
-                "remove it or choose another --out"
-            )
-        if found.get("step") == config.optim.max_steps:
+        _require_same_generator(config, out)
+        if json.loads(summary.read_text()).get("step") == config.optim.max_steps:
             return out / CHECKPOINT
     return train(config, out, resume=summary.exists(), device=device)
 
@@ -343,6 +337,21 @@ def _generator_version(config: RunConfig) -> dict[str, int]:
     if any(spec is not None and spec.startswith("synthetic") for spec in uses):
         return {"synthetic_version": SYNTHETIC_VERSION}
     return {}
+
+
+def _require_same_generator(config: RunConfig, out: Path) -> None:
+    """Refuse to reuse or resume a run on synthetic data of another generator version (other images)."""
+    summary = out / "last.json"
+    wanted = _generator_version(config).get("synthetic_version")
+    if wanted is None or not summary.exists():
+        return
+    had = json.loads(summary.read_text()).get("synthetic_version")
+    if had != wanted:
+        older = f"version {had}" if had is not None else "an older version"
+        raise UserError(
+            f"{out}: trained on synthetic data of generator {older}, not of version {wanted}; "
+            "remove it or choose another --out"
+        )
 
 
 def _require_same_config(config: RunConfig, saved: Path) -> None:

@@ -21,6 +21,7 @@ import yaml
 from mask2anomaly import load_model
 from mask2anomaly.config_utils import to_dict
 from mask2anomaly.data import open_spec
+from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.engine import trainer as trainer_module
 from mask2anomaly.engine.checkpoint import load_training_state
 from mask2anomaly.engine.trainer import TrainingError, train
@@ -184,6 +185,16 @@ def test_existing_run_needs_resume(tmp_path):
     train(config, tmp_path / "run")
     with pytest.raises(UserError, match="pass --resume"):
         train(config, tmp_path / "run")
+
+
+def test_resume_on_another_generator_version_is_refused(tmp_path):
+    config = tiny_run(steps=1)
+    train(config, tmp_path / "run")
+    summary = tmp_path / "run" / "last.json"
+    assert json.loads(summary.read_text())["synthetic_version"] == SYNTHETIC_VERSION
+    summary.write_text(json.dumps({"step": 1}))
+    with pytest.raises(UserError, match="generator an older version, not of version"):
+        train(replace(config, optim=replace(config.optim, max_steps=2)), tmp_path / "run", resume=True)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
