@@ -200,6 +200,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
     per_process = config.optim.batch_size // process.world_size
     micro = per_process // config.optim.accumulation
     last_good = step
+    generator = _generator_version(config)
     bar = tqdm(total=config.optim.max_steps, initial=step, disable=not process.is_main, desc="train", unit="step")
     started = time.perf_counter()
     while step < config.optim.max_steps:
@@ -249,7 +250,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
         if step % config.train.log_every == 0 or step == config.optim.max_steps:
             log.write(step, total, lr, terms, time.perf_counter() - started)
-        summary: dict[str, Any] = {"step": step, "loss": total, **_generator_version(config)}
+        summary: dict[str, Any] = {"step": step, "loss": total, **generator}
         if val_reader is not None and process.is_main and _due(step, config.train.val_every, config.optim.max_steps):
             metrics = validate(model, val_reader, config.train.val_images)
             summary.update({f"val_{k}": v for k, v in metrics.items()})
