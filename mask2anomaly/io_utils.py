@@ -1,4 +1,5 @@
-"""Writing files so that a crash never leaves a half-written file that looks whole."""
+"""Writing files so that a crash never leaves a half-written file that looks whole, and refusing,
+before any work is done, an output place that cannot be written."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mask2anomaly.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -18,24 +21,66 @@ def _umask() -> int:
     return mask
 
 
+def _cannot_write(what: str, path: Path, err: OSError) -> UserError:
+    return UserError(f"{what}{path}: cannot write there ({err.strerror or err})")
+
+
+def _probe(folder: Path, what: str, shown: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise _cannot_write(what, shown, err) from None
+
+
+def ensure_writable_file(path: str | os.PathLike[str], what: str = "") -> Path:
+    """``path`` as a :class:`Path` after checking that a file can be written there (its folder is
+    created if missing); raise a one-line :class:`UserError` naming ``what`` (e.g. ``"--json "``)
+    and the path otherwise: a folder in the way, a file where a folder is needed, no permission."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{what}{target}: is a folder, expected a file name")
+    _probe(target.parent, what, target)
+    return target
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], what: str = "") -> Path:
+    """``path`` as a :class:`Path` after checking that files can be written in that folder (created
+    if missing); raise a one-line :class:`UserError` naming ``what`` and the path otherwise."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what}{folder}: is a file, expected a folder")
+    _probe(folder, what, folder)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path`` atomically
     (with the permissions a newly created file would get).
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was; a failure to
+    write (no permission, no space, a folder in the way) is raised as a one-line
+    :class:`UserError` naming ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise _cannot_write("", target, err) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _cannot_write("", target, err) from None
         raise
 
 

@@ -8,10 +8,10 @@ from mask2anomaly.data.synthetic import parse_size
 from mask2anomaly.engine.ablation import AblationConfig, run_ablation, table
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "ablate",
-        help="train and score attention x contrastive loss x refinement on the synthetic benchmark",
+        help=summary,
         description=(
             "The paper's Table V in kind: train the synthetic_cpu recipe with cross, masked and global masked "
             "attention, fine-tune each with the mask contrastive loss as published and as corrected, and score "

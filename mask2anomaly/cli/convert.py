@@ -9,10 +9,10 @@ import torch
 from mask2anomaly.models.loading import load_model, save_model
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a Hugging Face / detectron2 checkpoint to a mask2anomaly .safetensors file",
+        help=summary,
         description=(
             "Read SRC (a Hugging Face Mask2Former directory, a detectron2 Mask2Former/Mask2Anomaly .pth/.pkl, "
             "or a mask2anomaly checkpoint), check that every weight fits the model, and write DST: a single "

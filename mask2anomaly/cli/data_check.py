@@ -10,8 +10,8 @@ from mask2anomaly import data
 from mask2anomaly.errors import UserError
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="inspect datasets", description="Inspect datasets.")
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
+    parser = subparsers.add_parser("data", help=summary, description="Inspect datasets.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check",

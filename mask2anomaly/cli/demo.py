@@ -9,10 +9,10 @@ from mask2anomaly.engine.demo import METHODS, DemoConfig, run_demo
 from mask2anomaly.engine.report import percent
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="evaluate every method on generated street scenes (anomaly, open-set semantic and panoptic)",
+        help=summary,
         description=(
             "Generate synthetic test and calibration scenes, then with the model shipped in the package "
             f"(or a retrained or given one) evaluate {', '.join(METHODS)} on anomaly segmentation, open-set "

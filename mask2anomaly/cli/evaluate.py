@@ -9,12 +9,13 @@ import time
 import warnings
 
 from mask2anomaly.methods import method_names
+from mask2anomaly.metrics.pixel import PROTOCOLS
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate anomaly methods of a model on datasets; write metrics.json, results.md, report.html",
+        help=summary,
         description=(
             "Score every image of every dataset once with MODEL and every method, write the score maps "
             "(OUT/maps/<dataset>/<method>/<stem>.npy), compute the benchmark metrics (pixel AuPRC / FPR95 / "
@@ -31,7 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--short-side", type=int, help="resize images to this short side first (scores resized back)")
     parser.add_argument("--max-images", type=int, default=0, help="evaluate the first N images per dataset (0: all)")
     parser.add_argument("--examples", type=int, default=3, help="example images per dataset in the report")
-    parser.add_argument("--protocol", choices=("exact", "smiyc"), default="exact", help="pixel-metric protocol")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="exact", help="pixel-metric protocol (see evaluate-maps --help)"
+    )
     parser.add_argument("--track", choices=("anomaly", "obstacle"), default="anomaly", help="SMIYC component track")
     parser.add_argument(
         "--strict", action="store_true", help="an unreadable image is fatal (default: skip and list it)"

@@ -4,7 +4,7 @@ Scores are ``<stem>.npy`` (float16/float32 ``(H, W)``, higher = more anomalous),
 ``<stem>.png`` (0 inlier, 1 anomaly, 255 void). Two passes over the files: the pixel metrics and
 MDM first, then the SMIYC component metrics at the pooled best-F1 threshold (or a given one).
 Metrics that are undefined for the data are printed as ``nan`` (``null`` in the JSON) with a
-warning line that says why.
+warning line that says why. This command imports neither torch nor the models.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import warnings
 from pathlib import Path
 
 from mask2anomaly.engine.score_maps import evaluate, json_safe, pair_files
-from mask2anomaly.io_utils import write_text_atomic
+from mask2anomaly.io_utils import ensure_writable_file, write_text_atomic
+from mask2anomaly.metrics.pixel import PROTOCOLS
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "evaluate-maps",
-        help="evaluate saved anomaly score maps against label PNGs",
+        help=summary,
         description=(
             "Pixel (AuPRC, FPR95, AUROC, best F1), component (SMIYC sIoU, PPV, F1*) and MDM metrics "
             "of score maps SCORES/<stem>.npy against labels LABELS/<stem>.png (0 inlier, 1 anomaly, "
@@ -33,9 +34,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", required=True, type=Path, help="folder of <stem>.png label maps")
     parser.add_argument(
         "--protocol",
-        choices=("exact", "smiyc"),
+        choices=PROTOCOLS,
         default="exact",
-        help="pixel metrics: every score a threshold (exact, default) or SMIYC's binned leaderboard code",
+        help=(
+            "pixel metrics: exact (every score a threshold, pooled; equal to sklearn and the Fishyscapes code; "
+            "default), smiyc (the SegmentMeIfYouCan leaderboard's binned code on float16 scores, and its "
+            "component threshold), mask2anomaly (the official Mask2Anomaly evaluation: images without "
+            "anomaly skipped, FPR95 interpolated at TPR 0.95 as ood_metrics does)"
+        ),
     )
     parser.add_argument(
         "--track",
@@ -72,12 +78,16 @@ def format_table(results: dict, protocol: str, track: str) -> str:
         ("MDM (image mean)", results["mdm_image_mean"]),
     ]
     lines = [f"images: {results['num_images']}"]
+    if results["num_images_skipped"]:
+        lines.append(f"images skipped by the protocol (no anomaly pixel): {results['num_images_skipped']}")
     for name, value in rows:
         lines.append(name if value == "" else f"{name:<26}{value:.6f}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        ensure_writable_file(args.json, "--json ")
     pairs = pair_files(args.scores, args.labels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

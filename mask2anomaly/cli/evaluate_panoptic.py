@@ -15,10 +15,10 @@ from mask2anomaly.io_utils import write_text_atomic
 from mask2anomaly.metrics import evaluate_panoptic
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "evaluate-panoptic",
-        help="panoptic quality of COCO panoptic JSON + PNG predictions",
+        help=summary,
         description=(
             "PQ, SQ and RQ (fractions in [0, 1]) exactly as panopticapi computes them, for all known "
             "categories, things and stuff, plus the unknown class (EOPSN protocol) when "

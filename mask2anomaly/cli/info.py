@@ -9,10 +9,10 @@ from mask2anomaly.config_utils import to_dict
 from mask2anomaly.models.loading import load_model
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="print the architecture and parameter counts of a checkpoint",
+        help=summary,
         description="Load MODEL (any supported format) and print its configuration and parameter counts.",
     )
     parser.add_argument("model", help="checkpoint file or directory")

@@ -10,10 +10,10 @@ from mask2anomaly.data.synthetic import parse_size, write_benchmark
 from mask2anomaly.errors import UserError
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "make-synthetic",
-        help="generate the synthetic street-scene benchmark",
+        help=summary,
         description=(
             "Generate the synthetic street-scene benchmark (deterministic per seed) in the Cityscapes "
             "layout (train/val), the validation layout (anomaly test split), an open-set semantic and an "

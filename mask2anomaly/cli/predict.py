@@ -9,10 +9,10 @@ import warnings
 from mask2anomaly.methods import method_names
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="anomaly maps, open-set semantic labels or open-set panoptic segments of images",
+        help=summary,
         description=(
             "Run MODEL on an image or every image of a folder. --task anomaly writes <stem>_<method>.npy "
             "(float32 scores at the input resolution) and <stem>_<method>.png (heatmap over the image); "

@@ -11,10 +11,10 @@ from mask2anomaly.engine.query_selection import select_queries
 from mask2anomaly.io_utils import write_text_atomic
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "select-queries",
-        help="choose Maskomaly's anomaly queries for a model on a validation set with anomalies",
+        help=summary,
         description=(
             "Maskomaly accepts the masks of a few fixed queries that predict anomalies; those query indices "
             "belong to one checkpoint. This command finds them for MODEL as the authors do: the queries whose "

@@ -8,10 +8,10 @@ from dataclasses import replace
 from mask2anomaly.engine.recipes import load_recipe, recipe_names
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model from a recipe (stage 1 or contrastive fine-tuning)",
+        help=summary,
         description=(
             "Train with a recipe: a shipped name or a YAML file validated against the run configuration. "
             "Checkpoints (OUT/last.safetensors: weights, optimiser state, config and step) are written "

@@ -5,7 +5,7 @@ Reference:
     anomaly score at the value reaching a true positive rate of 95% on a calibration set.
 
 The closed-set prediction is the argmax over the K known classes of the per-pixel class scores (the
-semantic marginal for a mask transformer); pixels whose anomaly score is ``>= threshold`` become the
+semantic marginal for a mask transformer); pixels whose anomaly score is above the threshold become the
 unknown class K. The threshold is given, or calibrated with :func:`calibrate_open_set_threshold`,
 which reuses :func:`~mask2anomaly.metrics.calibrate_threshold` (highest threshold whose TPR on the
 calibration set is strictly above 95%).
@@ -39,7 +39,7 @@ class OpenSetSemanticOutput:
 
 
 def open_set_semantic(ctx: ScoreContext, method: AnomalyMethod, threshold: float) -> OpenSetSemanticOutput:
-    """Closed-set argmax, overridden by the unknown class K where ``method``'s score ``>= threshold``.
+    """Closed-set argmax, overridden by the unknown class K where ``method``'s score is above ``threshold``.
 
     Args:
         ctx: the batch's outputs.
@@ -48,7 +48,7 @@ def open_set_semantic(ctx: ScoreContext, method: AnomalyMethod, threshold: float
     """
     scores = method(ctx)
     closed = ctx.class_argmax
-    prediction = torch.where(scores >= threshold, torch.full_like(closed, ctx.num_known), closed)
+    prediction = torch.where(scores > threshold, torch.full_like(closed, ctx.num_known), closed)
     return OpenSetSemanticOutput(prediction, closed, scores)
 
 

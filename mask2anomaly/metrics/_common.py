@@ -99,8 +99,8 @@ def check_pair(
         raise UserError(f"{_where(source)}scores have shape {s.shape} but labels have shape {lab.shape}")
     s = s.ravel()
     lab = lab.ravel()
-    if check_finite:
-        valid = s if not np.any(lab == VOID) else s[lab != VOID]
+    if check_finite and not np.isfinite(s).all():
+        valid = s[lab != VOID]
         if not np.isfinite(valid).all():
             raise_not_finite(valid, source)
     return s, lab

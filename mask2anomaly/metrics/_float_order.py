@@ -19,16 +19,22 @@ def key_dtype(float_dtype: np.dtype) -> type[np.unsignedinteger]:
     return _UINT[np.dtype(float_dtype).itemsize]
 
 
-def float_to_key(values: np.ndarray) -> np.ndarray:
-    """Keys of ``values`` (finite floats of any width), same shape, unsigned of the same width."""
+def float_to_key(values: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Keys of ``values`` (finite floats of any width), same shape, unsigned of the same width.
+
+    With ``in_place`` the keys are written over ``values`` (which must be C-contiguous and owned
+    by the caller) and returned as a view of it.
+    """
     width = values.dtype.itemsize
     uint = _UINT[width]
-    bits = np.ascontiguousarray(values).view(uint)
+    bits = (values if in_place else np.ascontiguousarray(values)).view(uint)
     sign_bit = uint(1) << uint(8 * width - 1)
+    out = bits if in_place else None
     negative = bits > sign_bit
     if not negative.any():
-        return bits | sign_bit
-    return (bits | sign_bit) ^ (negative * uint(np.iinfo(uint).max))
+        return np.bitwise_or(bits, sign_bit, out=out)
+    flipped = np.bitwise_or(bits, sign_bit, out=out)
+    return np.bitwise_xor(flipped, negative * uint(np.iinfo(uint).max), out=out)
 
 
 def key_to_float(keys: np.ndarray) -> np.ndarray:

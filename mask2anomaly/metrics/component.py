@@ -3,9 +3,9 @@
 Reproduces ``MetricSegment`` (``SegEval-AnomalyTrack`` / ``SegEval-ObstacleTrack``) of
 road-anomaly-benchmark, per image:
 
-1. predicted anomaly = ``score > threshold`` (strict, with the threshold rounded to the score
-   dtype as numpy's scalar casting does in that code, e.g. float16 score files), zeroed
-   on void pixels *before* labelling; ground truth = label 1;
+1. predicted anomaly = ``score > threshold`` (strict, compared in float64 as numpy 2 compares the
+   float16 score files with the threshold that code reads back; numpy 1.23 rounded the
+   threshold to float16 first), zeroed on void pixels *before* labelling; ground truth = label 1;
 2. 8-connected components of both; predicted components smaller than ``min_pred_size`` pixels
    are dropped (500 anomaly track, 50 obstacle track); ground-truth components smaller than
    ``min_gt_size`` pixels (100 / 10) become void, and so does the background if it is that small
@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy import ndimage
 
 from mask2anomaly.errors import UserError
 from mask2anomaly.metrics._common import ANOMALY, VOID, check_pair, warn_undefined
@@ -96,6 +95,17 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray, num_pred: int) -> tuple[np.ndarr
     return code // (num_pred + 1), code % (num_pred + 1), counts.astype(np.int64)
 
 
+def above(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """``scores > threshold`` with the comparison exact in float64, computed in the score dtype: the
+    threshold is rounded down to the largest score-dtype value not above it, which no score lies
+    strictly between."""
+    kind = scores.dtype.type
+    cut = kind(threshold)
+    if float(cut) > threshold:
+        cut = np.nextafter(cut, kind(-np.inf))
+    return scores > cut
+
+
 def image_components(
     scores: np.ndarray, labels: np.ndarray, threshold: float, min_pred_size: int, min_gt_size: int
 ) -> ImageComponents:
@@ -108,13 +118,15 @@ def image_components(
         min_pred_size: predicted components smaller than this are dropped.
         min_gt_size: ground-truth components smaller than this become void.
     """
-    predicted = scores > scores.dtype.type(threshold)
+    from scipy import ndimage  # imported on first use: a fifth of evaluate-maps' start-up time
+
+    predicted = above(scores, threshold)
     predicted &= labels != VOID
-    gt_ids, num_gt = ndimage.label(labels == ANOMALY, structure=_EIGHT)
+    truth = labels == ANOMALY
+    gt_ids, num_gt = ndimage.label(truth, structure=_EIGHT)
     pred_ids, num_pred = ndimage.label(predicted, structure=_EIGHT)
-    gt_ids, pred_ids = gt_ids.ravel(), pred_ids.ravel()
-    foreground = np.flatnonzero((gt_ids > 0) | (pred_ids > 0))
-    gt, pred = gt_ids[foreground], pred_ids[foreground]
+    foreground = np.flatnonzero(truth | predicted)
+    gt, pred = gt_ids.ravel()[foreground], pred_ids.ravel()[foreground]
     keep = np.bincount(pred, minlength=num_pred + 1) >= min_pred_size
     keep[0] = False
     pred = pred * keep[pred]

@@ -59,17 +59,17 @@ def detection_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
     Returns:
         ``(tp, fp, num_positive)`` with ``tp`` and ``fp`` of shape ``(1000,)``, int64.
     """
-    if np.any(labels == VOID):
-        valid = labels != VOID
-        scores, labels = scores[valid], labels[valid]
+    valid = scores[labels != VOID]
+    anomalous = scores[labels == ANOMALY]
     thresholds = mdm_thresholds(scores.dtype)
     counts = []
-    for part in (np.sort(scores), np.sort(scores[labels == ANOMALY])):
+    for part in (valid, anomalous):
+        part.sort()
         above = part.size - np.searchsorted(part, thresholds, side="left")
         above[0] = part.size - np.searchsorted(part, thresholds[0], side="right")
         counts.append(above.astype(np.int64))
     tp = counts[1]
-    return tp, counts[0] - tp, int(np.count_nonzero(labels == ANOMALY))
+    return tp, counts[0] - tp, anomalous.size
 
 
 def f1_curve(tp: np.ndarray, fp: np.ndarray, num_positive: int) -> np.ndarray:

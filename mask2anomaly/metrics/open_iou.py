@@ -1,14 +1,18 @@
 """Open-set semantic segmentation metrics: closed mIoU and Open-IoU from one confusion matrix.
 
-The open-set prediction is the closed-set argmax overridden by the unknown class ``K`` wherever the
-anomaly score is ``>= threshold`` (paper Eq. 14). The threshold is the one reaching a true positive
-rate above 95% on a calibration set (DenseHybrid's protocol: the highest threshold whose
-TPR > 0.95, strict, computed exactly from :class:`~mask2anomaly.metrics.pixel.PixelMetrics`), or
-given. For StreetHazards, DenseHybrid calibrates t5 on t6 and t6 on t5 and reports the
-image-weighted mean of the two Open-mIoUs (:func:`cross_calibrated_open_iou`).
+Follows DenseHybrid's evaluation (``evaluate_osr.py`` and ``utils/iou.py`` of its repository),
+the Open-IoU reference paper 000 cites. The open-set prediction is the closed-set argmax
+overridden by the unknown class ``K`` wherever the anomaly score is strictly above the threshold
+(``classes[conf_probs > threshold] = K`` there; paper 000's Eq. 14 thresholds the score without
+saying which side the threshold itself falls on). The threshold is the one reaching a true
+positive rate above 95% on a calibration set (:func:`calibrate_threshold`), or given. For
+StreetHazards, DenseHybrid calibrates t5 on t6 and t6 on t5, reports the image-weighted mean of
+the two Open-mIoUs and the closed-set mIoU of t5 and t6 pooled in one confusion matrix
+(:func:`cross_calibrated_open_iou`). DenseHybrid also computes the calibration scores on maps
+bilinearly downscaled by 2 (labels by nearest neighbour); we calibrate at full resolution.
 
 State: one count array ``M[g, c, u]`` over ground truth ``g`` in ``0..K`` (``K`` = unknown),
-closed-set prediction ``c`` in ``0..K-1`` and unknown flag ``u`` (score >= threshold), filled with
+closed-set prediction ``c`` in ``0..K-1`` and unknown flag ``u`` (score > threshold), filled with
 one ``bincount`` per image; void (255) pixels never count. From it:
 
 - closed mIoU: IoU_k = TP / (TP + FP + FN) of ``c`` against ``g`` on pixels whose ground truth is a
@@ -64,21 +68,36 @@ def _mean_defined(values: np.ndarray, name: str) -> float:
 
 
 def calibrate_threshold(calibration: PixelMetrics, tpr: float = 0.95) -> float:
-    """Highest score threshold whose TPR (score >= threshold) is strictly above ``tpr``.
+    """The threshold of the first point of the ROC curve whose TPR is strictly above ``tpr``, as
+    DenseHybrid's ``OODCalibration.calculate_stats`` (``evaluate_osr.py``) reads it off
+    scikit-learn's ``roc_curve`` with its default ``drop_intermediate=True``.
+
+    Without the dropping this is the highest anomaly score v with TPR(score >= v) > ``tpr``. The
+    curve drops a point collinear with its two neighbours; the point of such a v is collinear
+    exactly when the next lower score is also an anomaly score with no inlier between them and
+    both hold the same numbers of anomaly and of inlier pixels, and then the threshold moves down
+    to the next point that stays (always an anomaly score: a point followed by an inlier-only
+    score, or the curve's last point, is never dropped).
 
     Args:
         calibration: exact-protocol pixel state of the calibration set (0 known, 1 unknown).
         tpr: target true positive rate.
     """
-    if calibration.protocol != "exact":
-        raise UserError("threshold calibration needs an exact-protocol pixel state")
-    values, tp, num_positive = calibration.positive_counts()
-    if num_positive == 0:
+    values, pos, neg_above, neg_equal = calibration.positive_grid()
+    if values.size == 0:
         raise UserError("cannot calibrate a TPR threshold on data without anomaly pixels")
-    reached = np.flatnonzero(tp / num_positive > tpr)
+    reached = np.flatnonzero(np.cumsum(pos) / pos.sum() > tpr)
     if reached.size == 0:
         raise UserError(f"no threshold reaches a TPR above {tpr}")
-    return float(values[reached[0]])
+    neg_at_least = neg_above + neg_equal
+    contiguous = np.append(neg_above[1:] == neg_at_least[:-1], False)
+    same_step = np.append((pos[1:] == pos[:-1]) & (neg_equal[1:] == neg_equal[:-1]), False)
+    first_point = (np.arange(values.size) == 0) & (neg_above[0] == 0)
+    dropped = contiguous & same_step & ~first_point
+    index = int(reached[0])
+    while dropped[index]:
+        index += 1
+    return float(values[index])
 
 
 @dataclass
@@ -87,7 +106,8 @@ class OpenSetConfusion:
 
     Args:
         num_known: number of known classes K (the unknown class is K).
-        threshold: anomaly scores ``>= threshold`` become the unknown class.
+        threshold: anomaly scores strictly above it become the unknown class (compared in the
+            score dtype, as DenseHybrid's torch comparison does).
 
     Example:
         >>> import numpy as np
@@ -136,7 +156,7 @@ class OpenSetConfusion:
             raise UserError(f"{where}closed-set prediction holds ids outside 0..{k - 1}")
         if not np.isfinite(s).all():
             raise UserError(f"{where}scores contain NaN or infinite values on non-void pixels")
-        flag = s >= s.dtype.type(self.threshold)
+        flag = s > s.dtype.type(self.threshold)
         code = (g * k + pred.astype(np.int64)) * 2 + flag
         self._counts += np.bincount(code, minlength=self._counts.size).reshape(self._counts.shape)
         self._num_images += 1
@@ -148,10 +168,14 @@ class OpenSetConfusion:
         self._counts += other._counts
         self._num_images += other._num_images
 
+    def closed_confusion(self) -> np.ndarray:
+        """``(K, K)`` closed-set confusion counts (rows: known ground truth, columns: argmax)."""
+        return self._counts[: self.num_known].sum(axis=2)
+
     def compute(self) -> OpenSetResult:
         """mIoU, Open-mIoU and per-class Open-IoU of every image seen."""
         k = self.num_known
-        closed = self._counts[:k].sum(axis=2)
+        closed = self.closed_confusion()
         open_cm = np.zeros((k + 1, k + 1), np.int64)
         open_cm[:, :k] = self._counts[:, :, 0]
         open_cm[:, k] = self._counts[:, :, 1].sum(axis=1)
@@ -175,7 +199,7 @@ class CrossCalibrationResult:
 
     Attributes:
         splits: per split name, its :class:`OpenSetResult`.
-        miou: image-weighted mean closed mIoU.
+        miou: closed mIoU of the two splits pooled in one confusion matrix.
         open_miou: image-weighted mean Open-mIoU.
     """
 
@@ -208,13 +232,14 @@ def cross_calibrated_open_iou(
         for _, scores, gt in split():
             calibration.update(scores, anomaly_labels(to_numpy(gt), num_known), source=name)
         thresholds[name] = calibrate_threshold(calibration, tpr)
-    results = {}
+    results, closed = {}, np.zeros((num_known, num_known), np.int64)
     for (name, split), (other, _) in ((first, second), (second, first)):
         confusion = OpenSetConfusion(num_known, thresholds[other])
         for closed_pred, scores, gt in split():
             confusion.update(closed_pred, scores, gt, source=name)
         results[name] = confusion.compute()
+        closed += confusion.closed_confusion()
     weights = np.array([r.num_images for r in results.values()], np.float64)
-    miou = float(np.average([r.miou for r in results.values()], weights=weights))
+    miou = _mean_defined(_iou(closed), "mIoU")
     open_miou = float(np.average([r.open_miou for r in results.values()], weights=weights))
     return CrossCalibrationResult(results, miou, open_miou)

@@ -56,23 +56,30 @@ def exact_metrics(images):
 
 
 def smiyc_metrics(images, float16=True):
-    """SMIYC ``PixBinaryClass``: per-image quantile bins, pooled by sorting all bin thresholds."""
+    """SMIYC ``PixBinaryClass``: per-image quantile bins, pooled by sorting all bin thresholds;
+    the best-F1 threshold read off the collapsed curve as the benchmark saves it."""
     all_thresholds, all_tp, all_fp = [], [], []
     p = n = 0
     for s, lab in images:
         s = np.asarray(s)
         if float16:
             s = s.astype(np.float16)
-        pos = [float(v) for v, y in zip(s.ravel(), np.ravel(lab), strict=True) if y == 1]
-        neg = [float(v) for v, y in zip(s.ravel(), np.ravel(lab), strict=True) if y == 0]
+        pos = [v for v, y in zip(s.ravel(), np.ravel(lab), strict=True) if y == 1]
+        neg = [v for v, y in zip(s.ravel(), np.ravel(lab), strict=True) if y == 0]
         p += len(pos)
         n += len(neg)
-        edges = [0.0, 1.0]
+        if not pos and not neg:
+            continue
+        low, high = min(pos + neg), max(pos + neg)
+        kind = s.dtype.type
+        eps = max(kind(kind(high - low) * kind(0.01)), kind(0.01))
+        edges = [float(kind(low - eps)), float(kind(high + eps))]
         for part in (pos, neg):
             if part:
                 levels = np.linspace(0, 1, min(384, len(part)))
                 edges += np.quantile(np.array(part, dtype=s.dtype), levels).tolist()
         edges = sorted(set(edges))
+        pos, neg = [float(v) for v in pos], [float(v) for v in neg]
         for i in reversed(range(len(edges) - 1)):  # per image from the top bin down, as the benchmark lists them
             low, high = edges[i], edges[i + 1]
             last = i == len(edges) - 2
@@ -96,22 +103,19 @@ def smiyc_metrics(images, float16=True):
         if rows[i][0] != rows[i + 1][0]:
             kept.append(rows[i])
     kept.append(rows[-1])
-    curve = [(row[1], row[2]) for row in kept]
-    if curve[0] != (0.0, 0.0):
-        curve.insert(0, (0.0, 0.0))
-    if curve[-1] != (p, n):
-        curve.append((float(p), float(n)))
-    recall = [tp / p for tp, _ in curve]
-    precision = [tp / (tp + fp) if tp + fp > 0 else 1.0 for tp, fp in curve]
-    ap = sum((recall[i] - recall[i - 1]) * precision[i] for i in range(1, len(curve)))
-    fpr = [fp / n for _, fp in curve]
-    auroc = sum((fpr[i] - fpr[i - 1]) * (recall[i] + recall[i - 1]) / 2 for i in range(1, len(curve)))
-    fpr95 = next((fpr[i] for i in range(len(curve)) if recall[i] >= 0.95), 1.0)
-    f1 = [2 * tp / (2 * tp + fp + (p - tp)) for tp, fp in curve]
+    if kept[0][1:] != (0.0, 0.0):
+        kept.insert(0, (max(row[0] for row in kept) + 1, 0.0, 0.0))
+    if kept[-1][1:] != (p, n):
+        kept.append((max(row[0] for row in kept) - 1, float(p), float(n)))
+    recall = [tp / p for _, tp, _ in kept]
+    precision = [tp / (tp + fp) if tp + fp > 0 else 1.0 for _, tp, fp in kept]
+    ap = sum((recall[i] - recall[i - 1]) * precision[i] for i in range(1, len(kept)))
+    fpr = [fp / n for _, _, fp in kept]
+    auroc = sum((fpr[i] - fpr[i - 1]) * (recall[i] + recall[i - 1]) / 2 for i in range(1, len(kept)))
+    fpr95 = next((fpr[i] for i in range(len(kept)) if recall[i] >= 0.95), 1.0)
+    f1 = [2 * tp / (2 * tp + fp + (p - tp)) for _, tp, fp in kept]
     best = max(range(len(f1)), key=lambda i: (f1[i], -i))
-    sorted_thresholds = [row[0] for row in rows]
-    threshold = sorted_thresholds[min(best, len(sorted_thresholds) - 1)]
-    return {"auprc": ap, "auroc": auroc, "fpr95": fpr95, "best_f1": f1[best], "best_f1_threshold": threshold}
+    return {"auprc": ap, "auroc": auroc, "fpr95": fpr95, "best_f1": f1[best], "best_f1_threshold": kept[best][0]}
 
 
 def label_components(mask):

@@ -4,6 +4,8 @@ and one-line errors (no traceback) on bad input."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -100,9 +102,13 @@ def test_dataset_without_anomaly_warns_and_writes_null(tmp_path, capsys):
         ("unpaired", "no labels file (<stem>.png) for 1 stem(s): b"),
         ("shape", "differs from"),
         ("nan", "scores contain NaN values"),
-        ("labels", "unexpected label values 7"),
+        ("labels", "a.png: unexpected label values 7"),
+        ("labels256", "a.png: unexpected label values 256"),
+        ("labels-rgb", "a.png: label PNG must be single-channel"),
         ("3d", "score map must be 2-D"),
         ("empty", "no <stem>.npy score maps"),
+        ("json-folder", "--json"),
+        ("json-under-file", "--json"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, capsys, setup, message):
@@ -122,11 +128,60 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, setup, message):
         np.save(tmp_path / "scores" / "a.npy", np.full((4, 4), np.nan, np.float32))
     elif setup == "labels":
         Image.fromarray(np.full((4, 4), 7, np.uint8)).save(tmp_path / "labels" / "a.png")
+    elif setup == "labels256":
+        Image.fromarray(np.full((4, 4), 256, np.uint16)).save(tmp_path / "labels" / "a.png")
+    elif setup == "labels-rgb":
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "labels" / "a.png")
     elif setup == "3d":
         np.save(tmp_path / "scores" / "a.npy", np.zeros((1, 4, 4), np.float32))
-    code, _ = evaluate_maps(tmp_path)
+    elif setup == "json-folder":
+        (tmp_path / "out.json").mkdir()
+    elif setup == "json-under-file":
+        (tmp_path / "blocker").write_text("a file")
+    if setup == "json-under-file":
+        folders = ["--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels")]
+        code = main(["evaluate-maps", *folders, "--json", str(tmp_path / "blocker" / "out.json")])
+    else:
+        code, _ = evaluate_maps(tmp_path)
     err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.glob("**/.out.json.*"))
+
+
+def test_json_in_a_place_that_cannot_be_written(tmp_path, capsys):
+    """/proc takes no new files, even from root (chmod would not stop a root user)."""
+    make_dataset(tmp_path)
+    folders = ["--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels")]
+    code = main(["evaluate-maps", *folders, "--json", "/proc/mask2anomaly-out.json"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--json /proc/mask2anomaly-out.json: cannot write there" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_mask2anomaly_protocol_through_the_command(tmp_path):
+    images = make_dataset(tmp_path)
+    write_pair(tmp_path, "z_no_anomaly", np.full((12, 16), 0.99, np.float32), np.zeros((12, 16), np.uint8))
+    code, out = evaluate_maps(tmp_path, "--protocol", "mask2anomaly")
+    result = json.loads(out.read_text())
+    scores = np.concatenate([s[lab != 255] for s, lab in images])
+    labels = np.concatenate([lab[lab != 255] for _, lab in images])
+    assert code == 0 and result["num_images"] == 4 and result["num_images_skipped"] == 1
+    assert result["pixel"]["auprc"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+
+
+def test_evaluate_maps_does_not_import_torch(tmp_path):
+    """The metric tool runs in a process without torch (its start-up would cost seconds)."""
+    make_dataset(tmp_path)
+    code = (
+        "import sys\n"
+        "from mask2anomaly.cli.main import main\n"
+        f"assert main(['evaluate-maps', '--scores', {str(tmp_path / 'scores')!r}, '--labels', "
+        f"{str(tmp_path / 'labels')!r}]) == 0\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "heavy: []" in result.stdout
 
 
 @pytest.mark.slow

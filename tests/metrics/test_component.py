@@ -85,15 +85,17 @@ def test_tiny_background_becomes_void_like_the_reference():
     assert list(ours.siou) == ref[0] and list(ours.ppv) == ref[1] == [1.0]
 
 
-def test_threshold_is_strict_and_rounded_to_the_score_dtype():
+def test_threshold_is_strict_and_compared_in_float64():
+    """As numpy 2 runs SMIYC's ``anomaly_p > thresh_p``: a float16 score equal to the threshold is
+    not predicted, one above a threshold that float16 would round up to it is."""
     labels = np.zeros((4, 4), np.uint8)
     labels[1:3, 1:3] = 1
     scores = np.zeros((4, 4), np.float16)
     scores[1:3, 1:3] = np.float16(0.3)
     at_value = image_components(scores, labels, float(np.float16(0.3)), 1, 1)
-    just_below = image_components(scores, labels, 0.29995, 1, 1)  # rounds to float16(0.3)
-    below = image_components(scores, labels, 0.29, 1, 1)
-    assert at_value.ppv.size == just_below.ppv.size == 0 and below.ppv.size == 1
+    just_below = image_components(scores, labels, 0.29995, 1, 1)  # float16(0.29995) == float16(0.3)
+    assert np.float16(0.29995) == np.float16(0.3)
+    assert at_value.ppv.size == 0 and just_below.ppv.size == 1
 
 
 def test_merge_equals_sequential():

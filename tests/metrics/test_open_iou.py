@@ -1,5 +1,6 @@
-"""Open-IoU / mIoU against per-class loops, TPR calibration against sklearn's ROC, and the
-StreetHazards cross-calibration against a hand-wired two-split computation."""
+"""Open-IoU / mIoU against per-class loops, TPR calibration against the first point of sklearn's
+ROC curve above 95% (DenseHybrid's ``evaluate_osr.py``), and the StreetHazards cross-calibration
+against a hand-wired two-split computation."""
 
 from __future__ import annotations
 
@@ -37,15 +38,22 @@ def loop_iou(pairs, classes):
 
 
 def brute_force(images, threshold):
+    """(closed mIoU, Open-mIoU, Open-IoU per class) with unknown = score strictly above threshold."""
     open_pairs, closed_pairs = [], []
     for closed, scores, gt in images:
         valid = gt != 255
-        opened = np.where(scores >= threshold, K, closed)
+        opened = np.where(scores > threshold, K, closed)
         open_pairs.append((gt[valid], opened[valid]))
         known = valid & (gt < K)
         closed_pairs.append((gt[known], closed[known]))
     open_iou = loop_iou(open_pairs, range(K + 1))
     return np.nanmean(loop_iou(closed_pairs, range(K))), np.nanmean(open_iou[:K]), open_iou
+
+
+def roc_threshold(labels, scores, tpr_target=0.95):
+    """The threshold of the first point of sklearn's default ROC curve whose TPR > target."""
+    _, tpr, thresholds = roc_curve(labels, scores)
+    return thresholds[np.argmax(tpr > tpr_target)]
 
 
 def test_confusion_metrics_equal_per_class_loops():
@@ -60,19 +68,46 @@ def test_confusion_metrics_equal_per_class_loops():
     np.testing.assert_allclose(result.open_iou, open_iou, atol=1e-12)
 
 
-def test_calibration_is_highest_threshold_with_tpr_above_target():
-    rng = np.random.default_rng(5)
-    scores = rng.integers(0, 30, size=400).astype(np.float32)
+def test_ties_at_the_threshold_stay_known():
+    closed = np.array([[0, 1, 2, 0]])
+    scores = np.array([[0.5, 0.50001, 0.2, 0.5]], np.float32)
+    gt = np.array([[0, 3, 2, 3]])
+    metric = OpenSetConfusion(K, threshold=0.5)
+    metric.update(closed, scores, gt)
+    # only the pixel scoring above 0.5 becomes unknown: IoU(unknown) = 1 / 2, class 0 = 1 / 2,
+    # class 1 absent (NaN)
+    np.testing.assert_allclose(metric.compute().open_iou, [0.5, np.nan, 1.0, 0.5])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_calibration_is_the_first_roc_point_above_target(seed):
+    rng = np.random.default_rng(seed)
+    tied = rng.integers(0, 30, size=400).astype(np.float32)
+    scores = tied if seed % 2 else rng.random(400).astype(np.float32)
     labels = (rng.random(400) < 0.3).astype(np.uint8)
     state = PixelMetrics()
     state.update(scores, labels)
-    _, tpr, thresholds = roc_curve(labels, scores, drop_intermediate=False)
-    expected = thresholds[np.argmax(tpr > 0.95)]
+    expected = roc_threshold(labels, scores)
     assert calibrate_threshold(state) == expected
     assert np.mean(scores[labels == 1] >= expected) > 0.95
 
 
-def test_cross_calibration_swaps_thresholds_and_weights_by_images():
+def test_calibration_follows_the_dropped_collinear_points():
+    """Anomaly pixels scored 1..20 with nothing between them: the ROC points of 2..19 lie on one
+    line and sklearn drops them, so the first point above TPR 0.9 is the one at 1, not at 2. An
+    inlier scored 1.5 keeps the point at 2."""
+    scores = np.concatenate([np.arange(1, 21), [0.5, 0.5]]).astype(np.float32)
+    labels = np.array([1] * 20 + [0, 0], np.uint8)
+    state = PixelMetrics()
+    state.update(scores, labels)
+    assert calibrate_threshold(state, tpr=0.9) == roc_threshold(labels, scores, 0.9) == 1.0
+    scores, labels = np.append(scores, np.float32(1.5)), np.append(labels, np.uint8(0))
+    state = PixelMetrics()
+    state.update(scores, labels)
+    assert calibrate_threshold(state, tpr=0.9) == roc_threshold(labels, scores, 0.9) == 2.0
+
+
+def test_cross_calibration_swaps_thresholds_and_pools_the_closed_set():
     t5, t6 = make_split(1, n=2), make_split(2, n=4)
 
     def threshold_of(images):
@@ -84,12 +119,14 @@ def test_cross_calibration_swaps_thresholds_and_weights_by_images():
         return calibrate_threshold(state)
 
     result = cross_calibrated_open_iou(("t5", lambda: iter(t5)), ("t6", lambda: iter(t6)), num_known=K)
-    miou5, open5, _ = brute_force(t5, threshold_of(t6))
-    miou6, open6, _ = brute_force(t6, threshold_of(t5))
+    _, open5, _ = brute_force(t5, threshold_of(t6))
+    _, open6, _ = brute_force(t6, threshold_of(t5))
+    pooled_miou, _, _ = brute_force(t5 + t6, 0.0)
     assert result.splits["t5"].threshold == threshold_of(t6)
     assert result.splits["t5"].open_miou == pytest.approx(open5, abs=1e-12)
     assert result.open_miou == pytest.approx((2 * open5 + 4 * open6) / 6, abs=1e-12)
-    assert result.miou == pytest.approx((2 * miou5 + 4 * miou6) / 6, abs=1e-12)
+    assert result.miou == pytest.approx(pooled_miou, abs=1e-12)
+    assert result.miou != pytest.approx((2 * result.splits["t5"].miou + 4 * result.splits["t6"].miou) / 6)
 
 
 def test_merge_equals_sequential():
