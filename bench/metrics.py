@@ -39,10 +39,10 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_curve
 
-from mask2anomaly.engine.score_maps import evaluate, pair_files
 from mask2anomaly.io_utils import save_npy_atomic, save_png_atomic
 from mask2anomaly.metrics import ComponentMetrics, PixelMetrics
 from mask2anomaly.metrics.component import SIOU_THRESHOLDS, TRACK_SIZES
+from mask2anomaly.metrics.score_files import evaluate, pair_files
 
 HEIGHT, WIDTH = 1024, 2048
 COMPONENT_THRESHOLD = 0.5

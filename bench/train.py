@@ -20,10 +20,10 @@ from timing import interleaved_medians
 
 from mask2anomaly import load_model
 from mask2anomaly.data.synthetic import generate_scene
-from mask2anomaly.engine.config import RunConfig
-from mask2anomaly.engine.trainer import Losses
-from mask2anomaly.engine.training_data import Batch
 from mask2anomaly.models.preprocess import normalize_images
+from mask2anomaly.training.config import RunConfig
+from mask2anomaly.training.data import Batch
+from mask2anomaly.training.trainer import Losses
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 

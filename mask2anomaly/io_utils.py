@@ -4,6 +4,7 @@ before any work is done, an output place that cannot be written."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -100,3 +101,57 @@ def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` via a temporary file and a rename."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
+
+
+def json_safe(value: object) -> object:
+    """NaN -> None (JSON null), recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str = "--out ") -> Iterator[None]:
+    """Hold ``folder/.lock`` while a run writes into ``folder``: a second run into a folder in use
+    is refused with one line; the lock of a run that died (its process is gone) is taken over."""
+    lock = folder / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise UserError(
+                    f"{what}{folder}: another run (process {holder}) is writing there; "
+                    "wait for it or choose another folder"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        break
+    else:
+        raise UserError(f"{what}{folder}: cannot take the folder's lock ({lock})")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mask2anomaly.data.synthetic import parse_size
-from mask2anomaly.engine.ablation import AblationConfig, run_ablation, table
+from mask2anomaly.experiments.ablation import AblationConfig, run_ablation, table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run (repeatable)"
     )
-    parser.add_argument("--device", default="cpu", help="device (default: cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.set_defaults(func=run)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from mask2anomaly.data.synthetic import parse_size
-from mask2anomaly.engine.demo import METHODS, DemoConfig, run_demo
-from mask2anomaly.engine.report import percent
+from mask2anomaly.experiments.demo import METHODS, DemoConfig, run_demo
+from mask2anomaly.viz.report import percent
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("--size", default="256x512", help="scene size HxW (default: 256x512)")
     parser.add_argument("--seed", type=int, default=0, help="test split seed; calibration uses seed + 1 (default: 0)")
     parser.add_argument("--examples", type=int, default=4, help="test images shown in the report (default: 4)")
-    parser.add_argument("--device", default="cpu", help="device (default: cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.set_defaults(func=run)
 
 

@@ -1,15 +1,24 @@
-"""``mask2anomaly evaluate``: methods x datasets from one forward pass per image, with a report."""
+"""``mask2anomaly evaluate``: tasks x methods x datasets from one forward pass per image, with a report."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
 
+from mask2anomaly.cli.options import (
+    add_input_size,
+    add_open_set,
+    input_size,
+    open_set_options,
+    refuse_unused,
+    split_list,
+)
 from mask2anomaly.methods import method_names
 from mask2anomaly.metrics.pixel import PROTOCOLS
+
+TASKS = ("anomaly", "oss", "ops")
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -17,10 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
         "evaluate",
         help=summary,
         description=(
-            "Score every image of every dataset once with MODEL and every method, write the score maps "
-            "(OUT/maps/<dataset>/<method>/<stem>.npy), compute the benchmark metrics (pixel AuPRC / FPR95 / "
-            "AUROC, SMIYC components, MDM) exactly as `evaluate-maps` does, and write OUT/metrics.json, "
-            "OUT/results.md and OUT/report.html (table, PR and ROC curves, example heatmaps). Under "
+            "Score every image of every dataset once with MODEL and every method, for every task of --task "
+            "(anomaly, oss, ops; several at once share the pass). anomaly: the score maps "
+            "(OUT/maps/<dataset>/<method>/<stem>.npy) and the benchmark metrics of exactly those files, as "
+            "`evaluate-maps` computes them (pixel AuPRC / FPR95 / AUROC, SMIYC components, MDM). oss: mIoU and "
+            "Open-mIoU, unknown where a method's score is above its threshold. ops: PQ with the unknown class. "
+            "Writes OUT/metrics.json, OUT/results.md and OUT/report.html (tables, curves, examples). Under "
             "`torchrun --nproc_per_node N` the images are split over N processes; the result is the same."
         ),
         epilog=f"methods: {', '.join(method_names())}",
@@ -29,96 +40,75 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("--dataset", action="append", required=True, metavar="NAME:PATH", help="repeatable")
     parser.add_argument("--methods", required=True, help="comma-separated, e.g. msp,mask2anomaly+refine")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--short-side", type=int, help="resize images to this short side first (scores resized back)")
-    parser.add_argument("--max-images", type=int, default=0, help="evaluate the first N images per dataset (0: all)")
-    parser.add_argument("--examples", type=int, default=3, help="example images per dataset in the report")
     parser.add_argument(
-        "--protocol", choices=PROTOCOLS, default="exact", help="pixel-metric protocol (see evaluate-maps --help)"
+        "--task", default="anomaly", help="comma-separated subset of anomaly,oss,ops (default: anomaly)"
     )
-    parser.add_argument("--track", choices=("anomaly", "obstacle"), default="anomaly", help="SMIYC component track")
+    add_input_size(parser)
+    parser.add_argument("--max-images", type=int, default=0, help="evaluate the first N images per dataset (0: all)")
+    parser.add_argument("--examples", type=int, default=3, help="example images per dataset in the report (default 3)")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, help="anomaly: pixel-metric protocol (default exact; see evaluate-maps --help)"
+    )
+    parser.add_argument(
+        "--track", choices=("anomaly", "obstacle"), help="anomaly: SMIYC component track (default anomaly)"
+    )
     parser.add_argument(
         "--strict", action="store_true", help="an unreadable image is fatal (default: skip and list it)"
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    open_set = parser.add_argument_group(
-        "open-set tasks", "--task oss: Open-IoU of the first method; --task ops: PQ with the unknown class"
-    )
-    open_set.add_argument("--task", choices=("anomaly", "oss", "ops"), default="anomaly")
-    open_set.add_argument("--threshold", type=float, help="oss: unknown where score >= threshold; ops: RbA mining")
-    open_set.add_argument("--calibration", metavar="NAME:PATH", help="oss: calibrate the TPR-95 threshold on this set")
-    open_set.add_argument(
-        "--cross-calibrate", action="store_true", help="oss: two datasets, each thresholded at the other's TPR-95"
-    )
-    open_set.add_argument("--mining", choices=("paper", "rba", "none"), default="paper", help="ops: unknown mining")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    add_open_set(parser, evaluate=True)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if args.task == "oss":
-        from mask2anomaly.engine.open_set import evaluate_open_set_semantic
+    from mask2anomaly.inference import EvaluateConfig, evaluate
 
-        result = evaluate_open_set_semantic(
-            args.model,
-            args.dataset,
-            methods[0],
-            args.out,
-            args.threshold,
-            args.calibration,
-            args.cross_calibrate,
-            args.short_side,
-            args.max_images,
-            args.device or "cpu",
-        )
-        print(json.dumps(result, indent=2))
-        return 0
-    if args.task == "ops":
-        from mask2anomaly.engine.open_set import evaluate_open_panoptic
-
-        result = evaluate_open_panoptic(
-            args.model,
-            args.dataset,
-            args.out,
-            args.mining,
-            methods[0],
-            args.threshold,
-            args.max_images,
-            args.device or "cpu",
-        )
-        print(json.dumps(result, indent=2))
-        return 0
-    from mask2anomaly.engine.evaluate import evaluate
-
+    tasks = tuple(split_list(args.task, "--task"))
+    refuse_unused(args, tasks, {"protocol": "anomaly", "track": "anomaly"})
+    config = EvaluateConfig(
+        model=args.model,
+        datasets=tuple(args.dataset),
+        methods=tuple(split_list(args.methods, "--methods")),
+        out=args.out,
+        tasks=tasks,
+        input_size=input_size(args),
+        strict=args.strict,
+        max_images=args.max_images,
+        examples=args.examples,
+        protocol=args.protocol or "exact",
+        track=args.track or "anomaly",
+        open_set=open_set_options(args, tasks),
+        device=args.device,
+    )
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = evaluate(
-            args.model,
-            args.dataset,
-            methods,
-            args.out,
-            short_side=args.short_side,
-            strict=args.strict,
-            max_images=args.max_images,
-            num_examples=args.examples,
-            protocol=args.protocol,
-            track=args.track,
-            device=args.device,
-        )
+        payload = evaluate(config)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    for dataset, by_method in results.items():
-        for method, metrics in by_method.items():
+    if not payload:
+        return 0
+    images = 0
+    for key, entry in payload["datasets"].items():
+        if key == "cross_calibrated":
+            continue
+        images += entry["images"]
+        for method, metrics in (entry.get("anomaly") or {}).items():
             pixel = metrics["pixel"]
             print(
-                f"{dataset:<28} {method:<26} AuPRC {_fmt(pixel['auprc'])}  FPR95 {_fmt(pixel['fpr95'])}  "
+                f"{key:<28} {method:<26} AuPRC {_fmt(pixel['auprc'])}  FPR95 {_fmt(pixel['fpr95'])}  "
                 f"AUROC {_fmt(pixel['auroc'])}"
             )
-    if results:
-        images = sum(next(iter(by_method.values()))["num_images"] for by_method in results.values())
-        seconds = time.perf_counter() - started
-        print(f"{images} images in {seconds:.1f} s ({images / seconds:.2f} images/s, inference and metrics)")
-        print(f"wrote {args.out}/metrics.json, results.md, report.html")
+        for method, metrics in (entry.get("open_set_semantic") or {}).items():
+            print(f"{key:<28} {method:<26} mIoU {_fmt(metrics['miou'])}  Open-mIoU {_fmt(metrics['open_miou'])}")
+        for mining, metrics in (entry.get("open_panoptic") or {}).items():
+            unknown = (metrics.get("unknown") or {}).get("pq")
+            print(f"{key:<28} {mining:<26} PQ {_fmt(metrics['all']['pq'])}  PQ unknown {_fmt(unknown)}")
+        if entry["skipped"]:
+            print(f"{key:<28} skipped {len(entry['skipped'])} image(s); see metrics.json")
+    seconds = time.perf_counter() - started
+    print(f"{images} images in {seconds:.1f} s ({images / seconds:.2f} images/s, inference and metrics)")
+    print(f"wrote {args.out}/metrics.json, results.md, report.html")
     return 0
 
 

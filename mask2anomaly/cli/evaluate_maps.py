@@ -15,9 +15,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from mask2anomaly.engine.score_maps import evaluate, json_safe, pair_files
-from mask2anomaly.io_utils import ensure_writable_file, write_text_atomic
+from mask2anomaly.io_utils import ensure_writable_file, json_safe, write_text_atomic
 from mask2anomaly.metrics.pixel import PROTOCOLS
+from mask2anomaly.metrics.score_files import evaluate, pair_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:

@@ -1,4 +1,5 @@
-"""``mask2anomaly predict``: score images with one or several methods (or run open-set inference)."""
+"""``mask2anomaly predict``: anomaly maps, open-set semantic labels and open-set panoptic segments of
+image files, for every requested task and method in one pass."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import argparse
 import sys
 import warnings
 
+from mask2anomaly.cli.options import (
+    add_input_size,
+    add_open_set,
+    input_size,
+    open_set_options,
+    refuse_unused,
+    split_list,
+)
 from mask2anomaly.methods import method_names
 
 
@@ -14,11 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
         "predict",
         help=summary,
         description=(
-            "Run MODEL on an image or every image of a folder. --task anomaly writes <stem>_<method>.npy "
-            "(float32 scores at the input resolution) and <stem>_<method>.png (heatmap over the image); "
-            "--task oss writes <stem>_oss.png (class ids, K = unknown; needs --threshold); --task ops writes "
-            "<stem>_panoptic.png and panoptic.json. The model sees each image at its own resolution (padded "
-            "to a multiple of 32) unless --short-side resizes it first (the official Cityscapes setting is 1024)."
+            "Run MODEL on an image or every image of a folder, once per image, for every task of --task "
+            "(several at once share the pass) and every method. anomaly: <stem>_<method>.npy (float32 scores at "
+            "the image's size) and <stem>_<method>.png (heatmap over the image); oss: <stem>_<method>_oss.png "
+            "(class ids, K = unknown) and a coloured copy, at each method's threshold; ops: "
+            "<stem>_<mining>_panoptic.png and panoptic_<mining>.json. OUT/inputs.json maps output stems to "
+            "input files (stems are made unique when file names collide)."
         ),
         epilog=f"methods: {', '.join(method_names())}",
     )
@@ -26,35 +36,42 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("--input", required=True, help="image file or folder")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--methods", default="mask2anomaly", help="comma-separated (default: mask2anomaly)")
-    parser.add_argument("--task", choices=("anomaly", "oss", "ops"), default="anomaly")
-    parser.add_argument("--short-side", type=int, help="resize to this short side first; outputs are resized back")
-    parser.add_argument("--threshold", type=float, help="oss: unknown where score >= threshold; ops with rba mining")
-    parser.add_argument("--mining", choices=("paper", "rba", "none"), default="paper", help="ops: unknown mining")
-    parser.add_argument("--unknown-category", type=int, default=-1, help="ops: category id of unknown instances")
+    parser.add_argument(
+        "--task", default="anomaly", help="comma-separated subset of anomaly,oss,ops (default: anomaly)"
+    )
+    add_input_size(parser)
+    parser.add_argument("--unknown-category", type=int, help="ops: category id of unknown instances (default -1)")
     parser.add_argument("--strict", action="store_true", help="an unreadable image is fatal (default: skip it)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    add_open_set(parser, evaluate=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mask2anomaly.engine.predict import predict
+    from mask2anomaly.inference import PredictConfig, predict
 
+    tasks = tuple(split_list(args.task, "--task"))
+    refuse_unused(args, tasks, {"unknown_category": "ops"})
+    config = PredictConfig(
+        model=args.model,
+        input=args.input,
+        out=args.out,
+        methods=tuple(split_list(args.methods, "--methods")),
+        tasks=tasks,
+        input_size=input_size(args),
+        open_set=open_set_options(args, tasks),
+        unknown_category=-1 if args.unknown_category is None else args.unknown_category,
+        strict=args.strict,
+        device=args.device,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        written = predict(
-            args.model,
-            args.input,
-            args.out,
-            [m.strip() for m in args.methods.split(",") if m.strip()],
-            task=args.task,
-            short_side=args.short_side,
-            threshold=args.threshold,
-            mining=args.mining,
-            unknown_category=args.unknown_category,
-            strict=args.strict,
-            device=args.device,
-        )
+        result = predict(config)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    print(f"wrote {args.task} outputs of {len(written)} images to {args.out}")
+    skipped = f", skipped {len(result.skipped)} unreadable" if result.skipped else ""
+    print(
+        f"wrote {','.join(tasks)} outputs of {result.num_images} images to {args.out}{skipped} "
+        f"({result.images_per_second:.2f} images/s)"
+    )
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from mask2anomaly.engine.recipes import load_recipe, recipe_names
+from mask2anomaly.training.recipes import load_recipe, recipe_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
     parser.add_argument("--max-steps", type=int, help="override optim.max_steps")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field, e.g. optim.lr=1e-5"
     )
@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mask2anomaly.engine.trainer import train
+    from mask2anomaly.training.trainer import train
 
     overrides = list(args.set)
     if args.max_steps is not None:

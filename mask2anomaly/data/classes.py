@@ -1,4 +1,4 @@
-"""Class metadata: the Cityscapes label table and the COCO open-set splits.
+"""Class metadata: label spaces, the Cityscapes label table and the COCO open-set splits.
 
 The Cityscapes table follows the official ``cityscapesScripts`` definition (labelId, trainId,
 instances, colour). The 19 trainIds are the label space of every Cityscapes-like dataset here,
@@ -9,6 +9,7 @@ the synthetic benchmark included: stuff = road .. sky (trainIds 0-10), things = 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,3 +139,42 @@ ANOMALY_MIX_EXCLUDED: tuple[str, ...] = (
     "stop sign",
 )
 """COCO categories an AnomalyMix outlier image must not contain (road-scene classes)."""
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """The known classes of a dataset or model: contiguous ids ``0 .. K-1``, names, and which are
+    things (countable, one panoptic segment per instance) rather than stuff (one segment per class).
+
+    Attributes:
+        names: class names by id.
+        things: ids of the thing classes.
+    """
+
+    names: tuple[str, ...]
+    things: frozenset[int]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def stuff(self) -> frozenset[int]:
+        """Ids of the stuff classes."""
+        return frozenset(range(self.num_classes)) - self.things
+
+    @classmethod
+    def of_model(cls, predictor: Any) -> LabelSpace:
+        """The label space of a model: Cityscapes' when it predicts the 19 Cityscapes classes (by
+        name, or by count when it has no names), else its class names with no thing class known."""
+        names = predictor.class_names
+        cityscapes_by_count = names is None and predictor.num_classes == NUM_CLASSES
+        if cityscapes_by_count or (names is not None and tuple(names) == CLASS_NAMES):
+            return CITYSCAPES
+        if names is None:
+            names = tuple(f"class {i}" for i in range(predictor.num_classes))
+        return cls(tuple(names), frozenset())
+
+
+CITYSCAPES = LabelSpace(CLASS_NAMES, THING_TRAIN_IDS)
+"""The 19 Cityscapes trainIds: things = person .. bicycle (11-18)."""

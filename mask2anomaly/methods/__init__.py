@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from mask2anomaly.errors import UserError
-from mask2anomaly.methods.base import AnomalyMethod, ScoreContext, score_batch, score_methods
+from mask2anomaly.methods.base import AnomalyMethod, ScoreContext, score_methods
 from mask2anomaly.methods.baselines import MSP, Energy, Entropy, MaxLogit
 from mask2anomaly.methods.mask2anomaly import Mask2Anomaly, refinement_classes, refinement_mask
-from mask2anomaly.methods.maskomaly import Maskomaly, QuerySelection, select_anomaly_queries
+from mask2anomaly.methods.maskomaly import Maskomaly, QueryOverlap, QuerySelection
 from mask2anomaly.methods.rba import RbA
 
 METHODS: dict[str, type[AnomalyMethod]] = {
@@ -65,6 +65,7 @@ __all__ = [
     "Mask2Anomaly",
     "Maskomaly",
     "MaxLogit",
+    "QueryOverlap",
     "QuerySelection",
     "RbA",
     "ScoreContext",
@@ -72,7 +73,5 @@ __all__ = [
     "parse_method",
     "refinement_classes",
     "refinement_mask",
-    "score_batch",
     "score_methods",
-    "select_anomaly_queries",
 ]

@@ -16,7 +16,7 @@ A method declares ``needs_masks``: the per-pixel methods (``msp``, ``entropy``, 
 ``energy``) only read :attr:`ScoreContext.class_scores` / :attr:`ScoreContext.pixel_probs` and
 work with both kinds; the mask methods also read the queries. Test-time augmentation reads the
 context of the horizontally flipped image from :attr:`ScoreContext.flipped`, which the caller
-fills when any method's ``needs_flip`` is true (:func:`score_batch` does it).
+fills when any method's ``needs_flip`` is true (the inference loop does it).
 """
 
 from __future__ import annotations
@@ -302,28 +302,6 @@ class AnomalyMethod(ABC):
             if k not in fields:
                 raise UserError(f"method {cls.key!r} has no parameter {k!r}; valid parameters: {', '.join(fields)}")
         return cls(**{**values, **params})
-
-
-def score_batch(
-    model: Callable[[torch.Tensor], MaskTransformerOutput],
-    pixel_values: torch.Tensor,
-    methods: Sequence[AnomalyMethod],
-) -> dict[str, torch.Tensor]:
-    """Run a mask transformer once (twice when a method needs the flipped images) and score with every method.
-
-    Args:
-        model: maps ``pixel_values [B, 3, H, W]`` to a :class:`MaskTransformerOutput`.
-        pixel_values: the network input; scores come at its size ``(H, W)`` (crop each image's own
-            size out of them when the batch was padded).
-        methods: the methods to apply to the same forward pass.
-
-    Returns:
-        ``{method.name: scores [B, H, W]}``.
-    """
-    size = (pixel_values.shape[-2], pixel_values.shape[-1])
-    output = model(pixel_values)
-    flipped = model(pixel_values.flip(-1)) if any(m.needs_flip for m in methods) else None
-    return score_methods(ScoreContext.from_masks(output, size, flipped), methods)
 
 
 def score_methods(

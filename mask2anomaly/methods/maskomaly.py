@@ -24,12 +24,12 @@ Two variants differ in the code and the poster:
 - ``poster`` (flag ``+poster``): ``w_q = p_q[no object]`` and the border set is I.
 
 The anomaly queries A belong to one checkpoint (the defaults [49, 31, 83, 32] to the authors' Swin-L
-Cityscapes Mask2Former); :func:`select_anomaly_queries` finds them for another one.
+Cityscapes Mask2Former); :class:`QueryOverlap` (``mask2anomaly select-queries``) finds them for
+another one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -76,7 +76,7 @@ class Maskomaly(AnomalyMethod):
         if any(not 0 <= q < num_queries for q in queries):
             raise UserError(
                 f"maskomaly query indices {list(queries)} do not fit a model with {num_queries} queries; "
-                "choose them with select_anomaly_queries"
+                "choose them for this model with mask2anomaly select-queries"
             )
         out = torch.zeros(num_queries, dtype=torch.bool, device=device)
         out[list(queries)] = True
@@ -115,10 +115,10 @@ class QuerySelection:
     num_images: int
 
 
-def select_anomaly_queries(
-    batches: Iterable[tuple[ScoreContext, torch.Tensor]], top_k: int = 4, mask_threshold: float = 0.9
-) -> QuerySelection:
-    """Pick the queries whose masks cover a validation set's anomalies best, as Maskomaly's authors do.
+@dataclass
+class QueryOverlap:
+    """How well each query's mask covers the anomalies of a validation set, image by image; the
+    queries covering them best are Maskomaly's anomaly queries, chosen as its authors do.
 
     Criterion: per image with anomaly pixels and per query, the IoU between the query's mask
     binarised at ``sigmoid > mask_threshold`` (0.9) and the anomaly pixels, void pixels left out of
@@ -127,33 +127,41 @@ def select_anomaly_queries(
     void count from the mask area, and it averages over images without anomalies too (IoU 0).
 
     Args:
-        batches: pairs of a mask-transformer context and its labels ``[B, H, W]`` at ``ctx.size``
-            (0 inlier, 1 anomaly, 255 void).
-        top_k: number of queries to return (4 in the paper).
         mask_threshold: mask binarisation threshold.
-
-    Returns:
-        The selection, with every query's mean IoU.
     """
+
+    mask_threshold: float = 0.9
     total: torch.Tensor | None = None
-    count = 0
-    for ctx, labels in batches:
+    count: int = 0
+
+    def update(self, ctx: ScoreContext, labels: torch.Tensor) -> None:
+        """Add a batch: a mask-transformer context and its labels ``[B, H, W]`` at ``ctx.size``
+        (0 inlier, 1 anomaly, 255 void)."""
         if tuple(labels.shape[-2:]) != ctx.size:
             raise UserError(f"labels of size {tuple(labels.shape[-2:])} do not match the scores' size {ctx.size}")
         labels = labels.to(ctx.mask_probs.device)
         valid = (labels != VOID)[:, None]
         anomaly = (labels == ANOMALY)[:, None]
-        masks = (ctx.mask_probs > mask_threshold) & valid
+        masks = (ctx.mask_probs > self.mask_threshold) & valid
         inter = (masks & anomaly).sum((-2, -1)).double()
         union = (masks | anomaly).sum((-2, -1)).double()
         has_anomaly = anomaly.flatten(1).any(1)
         iou = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))[has_anomaly]
-        total = iou.sum(0) if total is None else total + iou.sum(0)
-        count += int(has_anomaly.sum())
-    if total is None or count == 0:
-        raise UserError("cannot select anomaly queries: no validation image contains anomaly pixels")
-    mean_iou = total / count
-    if not 0 < top_k <= mean_iou.numel():
-        raise UserError(f"top_k must be in 1..{mean_iou.numel()}, got {top_k}")
-    order = sorted(range(mean_iou.numel()), key=lambda q: (-float(mean_iou[q]), q))
-    return QuerySelection(tuple(order[:top_k]), mean_iou, count)
+        self.total = iou.sum(0).cpu() if self.total is None else self.total + iou.sum(0).cpu()
+        self.count += int(has_anomaly.sum())
+
+    def merge(self, other: QueryOverlap) -> None:
+        """Add the images of ``other``."""
+        if other.total is not None:
+            self.total = other.total if self.total is None else self.total + other.total
+        self.count += other.count
+
+    def select(self, top_k: int = 4) -> QuerySelection:
+        """The ``top_k`` queries of highest mean IoU (4 in the paper), with every query's mean IoU."""
+        if self.total is None or self.count == 0:
+            raise UserError("cannot select anomaly queries: no validation image contains anomaly pixels")
+        mean_iou = self.total / self.count
+        if not 0 < top_k <= mean_iou.numel():
+            raise UserError(f"top_k must be in 1..{mean_iou.numel()}, got {top_k}")
+        order = sorted(range(mean_iou.numel()), key=lambda q: (-float(mean_iou[q]), q))
+        return QuerySelection(tuple(order[:top_k]), mean_iou, self.count)

@@ -97,12 +97,16 @@ class ESPNetV2Config:
         background_channel: Whether the network has one more output channel after the classes
             (the Cityscapes checkpoints' untrained "background"), dropped by ``forward``.
         decoder_width: Base decoder width; the decoder stages have 4x, 3x and 2x this many channels.
+        input_size: ``(H, W)`` the network was trained and is evaluated at (the Cityscapes
+            checkpoints: :data:`TRAINED_SIZE`), which inference resizes images to by default;
+            ``None`` runs it at each image's own size.
     """
 
     scale: float = 2.0
     num_classes: int = 19
     background_channel: bool = True
     decoder_width: int = 16
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in ENCODER_CHANNELS:
@@ -502,7 +506,8 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "sta
     """The :class:`ESPNetV2Config` whose parameter shapes ``state`` has.
 
     The scale is read from the encoder widths; a 20-channel head is taken as the Cityscapes layout
-    (19 classes + background), any other width as that many classes without background.
+    (19 classes + background, trained at :data:`TRAINED_SIZE`), any other width as that many classes
+    without background.
 
     Raises:
         CheckpointError: ``state`` is not an ESPNetv2 segmentation state dict.
@@ -517,7 +522,7 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "sta
     out_channels = int(state["bu_dec_l4.merge_layer.3.weight"].shape[0])
     decoder_width = int(state["bu_dec_l1.merge_layer.3.weight"].shape[0]) // 4
     if out_channels == 20:
-        return ESPNetV2Config(scales[0], 19, True, decoder_width)
+        return ESPNetV2Config(scales[0], 19, True, decoder_width, TRAINED_SIZE)
     return ESPNetV2Config(scales[0], out_channels, False, decoder_width)
 
 

@@ -9,10 +9,10 @@ from mask2anomaly.errors import UserError
 from mask2anomaly.methods import (
     Mask2Anomaly,
     Maskomaly,
+    QueryOverlap,
     ScoreContext,
     refinement_classes,
     refinement_mask,
-    select_anomaly_queries,
 )
 from mask2anomaly.models import MaskTransformerOutput
 from tests.methods.naive import OFF, ON, class_logits, marginal
@@ -111,11 +111,11 @@ def test_maskomaly_always_rejects_the_rejected_queries():
 
 
 def test_maskomaly_rejects_query_indices_beyond_the_model():
-    with pytest.raises(UserError, match="select_anomaly_queries"):
+    with pytest.raises(UserError, match="select-queries"):
         Maskomaly()(MASKO_CTX)
 
 
-def test_select_anomaly_queries_ranks_by_mean_iou_over_images_with_anomalies():
+def test_query_overlap_ranks_by_mean_iou_over_images_with_anomalies():
     # q0 covers the anomaly exactly in image 0 and half of it in image 1; q1 is off; q2 covers the
     # anomaly plus one inlier pixel in both; q3 is exactly the void pixel
     masks = torch.full((3, 4, 1, 4), OFF, dtype=torch.float64)
@@ -125,8 +125,18 @@ def test_select_anomaly_queries_ranks_by_mean_iou_over_images_with_anomalies():
     masks[1, 2, 0, :3] = ON
     masks[:, 3, 0, 3] = ON
     labels = torch.tensor([[[1, 1, 0, 255]], [[1, 1, 0, 255]], [[0, 0, 0, 255]]])
-    ctx = ScoreContext.from_masks(MaskTransformerOutput(torch.zeros(3, 4, 3, dtype=torch.float64), masks), (1, 4))
-    selection = select_anomaly_queries([(ctx, labels)], top_k=2)
+
+    def context(images: slice) -> ScoreContext:
+        part = masks[images]
+        return ScoreContext.from_masks(
+            MaskTransformerOutput(torch.zeros(len(part), 4, 3, dtype=torch.float64), part), (1, 4)
+        )
+
+    first, second = QueryOverlap(), QueryOverlap()
+    first.update(context(slice(0, 1)), labels[:1])
+    second.update(context(slice(1, 3)), labels[1:])
+    first.merge(second)
+    selection = first.select(top_k=2)
     torch.testing.assert_close(selection.mean_iou, torch.tensor([0.75, 0.0, 2 / 3, 0.0], dtype=torch.float64))
     assert selection.queries == (0, 2)
     assert selection.num_images == 2

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mask2anomaly.errors import UserError
-from mask2anomaly.methods import METHODS, ScoreContext, method_names, parse_method, score_batch
+from mask2anomaly.methods import METHODS, ScoreContext, method_names, parse_method
 from mask2anomaly.models import MaskTransformerOutput
 from tests.methods.naive import OFF, ON, class_logits
 
@@ -94,18 +94,3 @@ def test_names_round_trip_and_combine():
 def test_unknown_names_list_the_valid_ones(spec, params, message):
     with pytest.raises(UserError, match=re.escape(message)):
         parse_method(spec, **params)
-
-
-def test_score_batch_runs_the_flipped_pass_only_when_needed():
-    calls = []
-
-    def model(x: torch.Tensor) -> MaskTransformerOutput:
-        calls.append(x.clone())
-        return MaskTransformerOutput(SCENE.class_logits, SCENE.mask_logits)
-
-    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
-    out = score_batch(model, x, [parse_method("msp"), parse_method("rba")])
-    assert set(out) == {"msp", "rba"} and len(calls) == 1
-    out = score_batch(model, x, [parse_method("mask2anomaly+tta")])
-    assert len(calls) == 3 and torch.equal(calls[2], x.flip(-1))
-    assert out["mask2anomaly+tta"].shape == (2, 16, 16)

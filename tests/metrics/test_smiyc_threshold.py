@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mask2anomaly.engine.score_maps import evaluate
 from mask2anomaly.io_utils import save_npy_atomic, save_png_atomic
 from mask2anomaly.metrics import PixelMetrics
+from mask2anomaly.metrics.score_files import evaluate
 
 F16 = {v: float(np.float16(v)) for v in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)}
 CELL = 8

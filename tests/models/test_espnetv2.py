@@ -84,11 +84,14 @@ def test_random_network_output_shape():
 
 
 def test_state_dict_layout_matches_its_config():
+    """A 20-channel head is read as the Cityscapes layout, trained at 1024x512."""
     for scale in (0.5, 1.0, 2.0):
-        model = ESPNetV2Segmentation(ESPNetV2Config(scale=scale))
+        model = ESPNetV2Segmentation(ESPNetV2Config(scale=scale, input_size=TRAINED_SIZE))
         state = model.state_dict()
         assert len(state) == NUM_KEYS
         assert config_from_state_dict(state) == model.config
+    other = ESPNetV2Segmentation(ESPNetV2Config(scale=0.5, num_classes=7, background_channel=False))
+    assert config_from_state_dict(other.state_dict()).input_size is None
 
 
 def test_preprocess_normalises_like_the_authors():
@@ -148,7 +151,7 @@ def test_published_weights_load_with_every_key_used(scale):
     path = weight_file(scale)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = load_espnetv2(path)
-    assert model.config == ESPNetV2Config(scale=float(scale), num_classes=19, background_channel=True)
+    assert model.config == ESPNetV2Config(float(scale), 19, background_channel=True, input_size=TRAINED_SIZE)
     loaded = model.state_dict()
     assert len(state) == len(loaded) == NUM_KEYS
     assert set(state) == set(loaded)
