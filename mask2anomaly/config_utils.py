@@ -49,7 +49,8 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         return tuple(_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
+    wrong_bool = isinstance(value, bool) and annotation in (int, float)
+    if annotation in (int, float, str, bool) and (wrong_bool or not isinstance(value, annotation)):
         raise UserError(f"{where}: expected {annotation.__name__}, got {value!r}")
     return value
 

@@ -6,6 +6,7 @@ import argparse
 
 from mask2anomaly.data.synthetic import parse_size
 from mask2anomaly.experiments.ablation import AblationConfig, run_ablation, table
+from mask2anomaly.io_utils import ensure_writable_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -34,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_writable_dir(args.out, "--out ")
     config = AblationConfig(
         stage1_steps=args.stage1_steps,
         contrastive_steps=args.contrastive_steps,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
+from mask2anomaly.io_utils import ensure_writable_dir, ensure_writable_file
 from mask2anomaly.models.loading import load_model, save_model
 
 
@@ -36,6 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    destination = Path(args.dst)
+    if destination.suffix == ".safetensors":
+        ensure_writable_file(destination, "DST ")
+    else:
+        ensure_writable_dir(destination, "DST ")
     overrides = {"attention": args.attention} if args.attention else None
     model = load_model(args.src, overrides=overrides)
     save_model(model, args.dst, getattr(torch, args.dtype) if args.dtype else None)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mask2anomaly import data
-from mask2anomaly.errors import UserError
+from mask2anomaly.io_utils import ensure_writable_file, write_text_atomic
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -34,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        ensure_writable_file(args.json, "--json ")
     reader = data.open_spec(args.dataset, skip_bad=args.skip_bad)
     report = reader.check(skip_bad=args.skip_bad)
     print(f"{args.dataset}: {report.num_images} images")
@@ -43,9 +45,5 @@ def run(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  skipped: {problem}")
     if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        except OSError as err:
-            raise UserError(f"{args.json}: cannot write report ({err.strerror})") from None
+        write_text_atomic(args.json, json.dumps(report.to_json(), indent=2) + "\n")
     return 1 if report.problems else 0

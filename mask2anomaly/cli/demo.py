@@ -6,6 +6,7 @@ import argparse
 
 from mask2anomaly.data.synthetic import parse_size
 from mask2anomaly.experiments.demo import METHODS, DemoConfig, run_demo
+from mask2anomaly.io_utils import ensure_writable_dir
 from mask2anomaly.viz.report import percent
 
 
@@ -45,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_writable_dir(args.out, "--out ")
     config = DemoConfig(
         model=args.model,
         test_images=args.images,

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from mask2anomaly.io_utils import write_text_atomic
+from mask2anomaly.io_utils import ensure_writable_file, write_text_atomic
 from mask2anomaly.metrics import evaluate_panoptic
 
 
@@ -46,6 +46,8 @@ def _values(group: object) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        ensure_writable_file(args.json, "--json ")
     unknown = [name.strip() for name in args.unknown_categories.split(",") if name.strip()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

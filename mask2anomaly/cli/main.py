@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from mask2anomaly.errors import UserError
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mask2anomaly {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"mask2anomaly {args.command}: the output pipe was closed", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mask2anomaly.data.synthetic import parse_size, write_benchmark
 from mask2anomaly.errors import UserError
+from mask2anomaly.io_utils import ensure_writable_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
@@ -34,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("train", "val", "test", "outliers"):
         if getattr(args, name) < 0:
             raise UserError(f"--{name} must be >= 0")
+    size = parse_size(args.size)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"{args.out}: is a file, expected a new or empty folder")
+    if args.out.is_dir() and any(args.out.iterdir()):
+        raise UserError(f"{args.out}: folder exists and is not empty; choose a new output folder")
+    ensure_writable_dir(args.out, "")
     start = time.perf_counter()
     meta = write_benchmark(
         args.out,
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         val=args.val,
         test=args.test,
         outliers=args.outliers,
-        size=parse_size(args.size),
+        size=size,
         seed=args.seed,
     )
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts"].items())

@@ -126,14 +126,18 @@ class Scene:
 _LABEL_TO_TRAIN = {lab.id: lab.train_id for lab in TRAIN_LABELS}
 
 
+MAX_SIDE = 4096
+"""Largest side of a generated scene (a 4096 x 4096 scene is 50 MB of image and labels)."""
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (e.g. ``256x512``)."""
+    """Parse ``HxW`` (e.g. ``256x512``), each side 32 .. :data:`MAX_SIDE`."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"size must be HxW (e.g. 256x512), got {text!r}") from None
-    if h < 32 or w < 32:
-        raise UserError(f"size must be at least 32x32, got {text!r}")
+    if not (32 <= h <= MAX_SIDE and 32 <= w <= MAX_SIDE):
+        raise UserError(f"size {text!r}: each side must be 32..{MAX_SIDE} pixels")
     return h, w
 
 

@@ -181,7 +181,8 @@ def calibrate(
 ) -> dict[str, float]:
     """Each method's TPR-95 threshold on the dataset ``spec`` (one pass of the loop)."""
     calibration = ThresholdCalibration()
-    run(DatasetSource(spec, max_images), predictor, methods, [calibration], strict=strict, process=process)
+    source = DatasetSource(spec, max_images)
+    run(source, predictor, methods, [calibration], strict=strict, process=process, progress="calibrate")
     return calibration.result() if process is None or process.is_main else {}
 
 

@@ -127,6 +127,14 @@ class ModelConfig:
     gma_weights: str = "separate"
 
     def __post_init__(self) -> None:
+        positive = ("num_classes", "num_queries", "hidden_dim", "num_heads", "dim_feedforward", "conv_dim", "mask_dim")
+        positive += ("encoder_feedforward_dim", "encoder_points", "common_stride")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("num_decoder_layers", "encoder_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
         if self.gma_weights not in GMA_WEIGHTS:

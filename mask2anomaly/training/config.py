@@ -83,6 +83,17 @@ class OptimConfig:
     clip_grad: float = 0.01
     amp: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "accumulation"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "warmup_steps", "clip_grad", "backbone_lr_multiplier"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -115,6 +126,8 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.outlier not in OUTLIER_LOSSES:
             raise ValueError(f"outlier must be one of {OUTLIER_LOSSES}, got {self.outlier!r}")
+        if self.num_points < 1:
+            raise ValueError(f"num_points must be at least 1, got {self.num_points}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,14 @@ class TrainConfig:
     val_every: int = 0
     val_images: int = 0
     deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("val_every", "val_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

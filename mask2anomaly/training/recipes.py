@@ -60,5 +60,9 @@ def load_recipe(source: str, overrides: list[str] | None = None) -> RunConfig:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UserError(f"override {item!r}: expected key=value")
-        _set(data, key.strip(), yaml.safe_load(text))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise UserError(f"override {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+        _set(data, key.strip(), value)
     return from_dict(RunConfig, data, where=where)

@@ -298,9 +298,13 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
     return out / CHECKPOINT
 
 
+LOG_HEADER = ("step", "loss", "lr", "seconds", "terms")
+
+
 class _Logger:
     """CSV log (``OUT/log.csv``) and TensorBoard (``OUT/tensorboard``) when the ``tensorboard``
-    package is installed (``pip install 'mask2anomaly[train]'``)."""
+    package is installed (``pip install 'mask2anomaly[train]'``). A log whose header line a kill
+    left missing or torn gets it back (with its whole rows) when the run resumes."""
 
     def __init__(self, out: Path, active: bool) -> None:
         self.active = active
@@ -308,11 +312,13 @@ class _Logger:
         self.tensorboard = None
         if not active:
             return
-        new = not (out / "log.csv").exists()
-        self.csv_file = open(out / "log.csv", "a", newline="")  # noqa: SIM115
+        log = out / "log.csv"
+        rows = log.read_text().splitlines(keepends=True) if log.exists() else []
+        if not rows or rows[0].strip() != ",".join(LOG_HEADER):
+            kept = [row for row in rows if row.strip() and row[0].isdigit() and row.endswith("\n")]
+            write_text_atomic(log, ",".join(LOG_HEADER) + "\n" + "".join(kept))
+        self.csv_file = open(log, "a", newline="")  # noqa: SIM115
         self.writer = csv.writer(self.csv_file)
-        if new:
-            self.writer.writerow(["step", "loss", "lr", "seconds", "terms"])
         try:
             from torch.utils.tensorboard import SummaryWriter
 

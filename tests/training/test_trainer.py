@@ -246,3 +246,18 @@ def test_periodic_validation_and_logs(tmp_path):
     assert 0 <= summary["val_miou"] <= 1 and 0 < summary["val_auprc"] <= 1 and 0 <= summary["val_fpr95"] <= 1
     assert len((tmp_path / "run/log.csv").read_text().splitlines()) == 3
     assert list((tmp_path / "run/tensorboard").glob("events.*")), "TensorBoard events were not written"
+
+
+@pytest.mark.parametrize("damage", ["no header", "torn header", "empty"])
+def test_a_log_whose_header_a_kill_lost_gets_it_back(tmp_path, damage):
+    config = tiny_run(steps=2)
+    train(config, tmp_path / "run")
+    log = tmp_path / "run" / "log.csv"
+    header, *rows = log.read_text().splitlines(keepends=True)
+    assert header.startswith("step,loss") and len(rows) == 2
+    log.write_text({"no header": "".join(rows), "torn header": "step,lo", "empty": ""}[damage])
+    train(replace(config, optim=replace(config.optim, max_steps=3)), tmp_path / "run", resume=True)
+    lines = log.read_text().splitlines()
+    assert lines[0] == header.strip()
+    expected_steps = ["1", "2", "3"] if damage == "no header" else ["3"]
+    assert [line.split(",")[0] for line in lines[1:]] == expected_steps

@@ -48,8 +48,17 @@ def read_native_config(path: Path) -> ModelConfig | None:
             header = json.loads(handle.read(header_len))
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable safetensors header ({err})") from None
-    text = (header.get("__metadata__") or {}).get(CONFIG_KEY)
-    return None if text is None else from_dict(ModelConfig, json.loads(text), where=str(path))
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    text = metadata.get(CONFIG_KEY) if isinstance(metadata, dict) else None
+    if text is None:
+        return None
+    try:
+        config = json.loads(text)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: the model configuration in the metadata is not JSON") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: the model configuration in the metadata is not a JSON object")
+    return from_dict(ModelConfig, config, where=str(path))
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -49,6 +49,15 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
     ]
     if misshaped:
         raise CheckpointError(f"{source}: {len(misshaped)} weights have the wrong shape: {'; '.join(misshaped[:3])}")
+    mistyped = [
+        f"{k} {state[k].dtype} vs model {v.dtype}"
+        for k, v in expected.items()
+        if v.is_floating_point() != state[k].is_floating_point()
+    ]
+    if mistyped:
+        raise CheckpointError(
+            f"{source}: {len(mistyped)} weights have the wrong kind of values: {'; '.join(mistyped[:3])}"
+        )
     module.load_state_dict(dict(state), strict=True)
 
 
