@@ -97,6 +97,13 @@ def save_png_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def save_jpeg_atomic(path: str | os.PathLike[str], array: np.ndarray, quality: int = 90) -> None:
+    """Write ``array`` (``(H, W, 3)`` uint8) as a JPEG via a temporary file and a rename (for
+    pictures to look at: a 2048x1024 overlay encodes in milliseconds, a PNG in a fifth of a second)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="JPEG", quality=quality)
+
+
 def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` via a temporary file and a rename."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
         description=(
             "Run MODEL on an image or every image of a folder, once per image, for every task of --task "
             "(several at once share the pass) and every method. anomaly: <stem>_<method>.npy (float32 scores at "
-            "the image's size) and <stem>_<method>.png (heatmap over the image); oss: <stem>_<method>_oss.png "
+            "the image's size) and <stem>_<method>.jpg (heatmap over the image); oss: <stem>_<method>_oss.png "
             "(class ids, K = unknown) and a coloured copy, at each method's threshold; ops: "
             "<stem>_<mining>_panoptic.png and panoptic_<mining>.json. OUT/inputs.json maps output stems to "
             "input files (stems are made unique when file names collide)."

@@ -4,7 +4,7 @@ of image files, written per image, for every requested task and method in one pa
 Tasks:
 
 * ``anomaly``: ``<stem>_<method>.npy`` (float32 scores at the image's size, higher = more
-  anomalous) and ``<stem>_<method>.png`` (the heatmap over the image);
+  anomalous) and ``<stem>_<method>.jpg`` (the heatmap over the image);
 * ``oss``: ``<stem>_<method>_oss.png`` (uint8 class ids, K = unknown) and a coloured
   ``<stem>_<method>_oss_color.png``, at each method's threshold (given, or calibrated on a set);
 * ``ops``: ``<stem>_<mining>_panoptic.png`` (COCO panoptic RGB ids) and ``panoptic_<mining>.json``

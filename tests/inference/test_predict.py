@@ -49,7 +49,7 @@ def test_anomaly_maps_at_image_resolution(setup, tmp_path, short_side):
         for method in ("msp", "mask2anomaly+refine"):
             score = np.load(tmp_path / f"{stem}_{method}.npy")
             assert score.shape == size and score.dtype == np.float32 and np.isfinite(score).all()
-            assert Image.open(tmp_path / f"{stem}_{method}.png").size == (size[1], size[0])
+            assert Image.open(tmp_path / f"{stem}_{method}.jpg").size == (size[1], size[0])
     assert json.loads((tmp_path / "inputs.json").read_text()) == {"0": "0.png", "1": "1.png", "broken": "broken.png"}
 
 

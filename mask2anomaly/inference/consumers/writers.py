@@ -17,7 +17,7 @@ from mask2anomaly.data.coco_panoptic import encode_panoptic_png
 from mask2anomaly.inference.consumers.panoptic import Mining
 from mask2anomaly.inference.loop import Consumer, RunSetup
 from mask2anomaly.inference.outputs import ImageOutputs
-from mask2anomaly.io_utils import save_npy_atomic, save_png_atomic, write_text_atomic
+from mask2anomaly.io_utils import save_jpeg_atomic, save_npy_atomic, save_png_atomic, write_text_atomic
 from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 from mask2anomaly.methods.open_set_semantic import open_set_labels
 from mask2anomaly.viz.images import class_colours, heatmap, panoptic_colours, thumbnail, truth_overlay
@@ -28,8 +28,13 @@ def file_key(key: str) -> str:
     return key.replace(":", "-").replace("+", "-")
 
 
+def save_overlay(path: Path, score: np.ndarray, image: np.ndarray) -> None:
+    """The heatmap of ``score`` over ``image``, as a JPEG (drawn by the writer thread)."""
+    save_jpeg_atomic(path, heatmap(score, image))
+
+
 class ScoreMapWriter(Consumer):
-    """``<stem>_<method>.npy`` (float32 scores at the image's size) and ``<stem>_<method>.png``
+    """``<stem>_<method>.npy`` (float32 scores at the image's size) and ``<stem>_<method>.jpg``
     (heatmap over the image) for every method."""
 
     def __init__(self, out: Path) -> None:
@@ -41,7 +46,7 @@ class ScoreMapWriter(Consumer):
         for name in self.setup.method_names:
             score = outputs.score(name)
             self.setup.write(save_npy_atomic, self.out / f"{stem}_{name}.npy", score)
-            self.setup.write(save_png_atomic, self.out / f"{stem}_{name}.png", heatmap(score, image))
+            self.setup.write(save_overlay, self.out / f"{stem}_{name}.jpg", score, image)
         self.written += 1
 
 
