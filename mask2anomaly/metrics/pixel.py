@@ -6,7 +6,8 @@ dataset are pooled (images are not averaged). Two protocols:
 ``"exact"`` (default)
     Every distinct score of the pooled dataset is a threshold, ties grouped, predicted positive =
     ``score >= threshold``. AP = sum over thresholds, descending, of (R_n - R_{n-1}) P_n, which is
-    scikit-learn's ``average_precision_score`` and the Fishyscapes benchmark code; AUROC = area of
+    scikit-learn's ``average_precision_score``, what the Fishyscapes benchmark code
+    (``bdlb/fishyscapes/benchmark.py`` of hermannsblum/bdl-benchmark) reports; AUROC = area of
     the trapezoidal ROC with ties grouped (``roc_auc_score``); FPR95 = FPR at the highest threshold
     whose TPR >= 0.95 (``roc_curve(..., drop_intermediate=False)``); best F1 = max over thresholds
     of 2TP / (2TP + FP + FN), reported with its threshold.
