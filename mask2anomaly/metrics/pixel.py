@@ -25,8 +25,9 @@ dataset are pooled (images are not averaged). Two protocols:
     ``compute`` needs counts only at the distinct *positive* scores v (negative-only thresholds
     change neither recall, nor the positive-weighted ROC sum, nor the best F1): it pools the
     positive tables, and binary searches of the ascending positive keys in every inlier table give
-    the negatives scoring above v and equal to v; only inliers scoring at least the lowest anomaly
-    score are searched. With P positives, N negatives, TP(v) and FP(v) the pixels scoring >= v:
+    the negatives scoring above v and equal to v (two tables at a time on two threads when they are
+    large); only inliers scoring at least the lowest anomaly score are searched. With P positives,
+    N negatives, TP(v) and FP(v) the pixels scoring >= v:
     AP = sum_v pos(v)/P * TP(v)/(TP(v)+FP(v)); AUROC = sum_v pos(v) (N - FP(v) + neg_eq(v)/2) / (PN)
     (the Mann-Whitney form of the trapezoid); FPR95 = FP(v*)/N at the highest v* with
     TP(v*)/P >= 0.95; F1(v) = 2TP(v) / (TP(v) + FP(v) + P). Counts are int64, ratios float64.
@@ -76,6 +77,7 @@ dataset are pooled (images are not averaged). Two protocols:
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,6 +90,8 @@ from mask2anomaly.metrics._float_order import float_to_key, key_dtype, key_to_fl
 Protocol = Literal["exact", "smiyc", "mask2anomaly"]
 PROTOCOLS = ("exact", "smiyc", "mask2anomaly")
 
+_PARALLEL_COUNT = 1 << 22
+"""Stored inlier keys beyond which ``compute`` searches its tables on two threads."""
 _COMPACT_AFTER = 8
 _COMPACT_MAX_ENTRIES = 1 << 22
 _SMIYC_QUANTILES = 384
@@ -545,7 +549,12 @@ class PixelMetrics:
         for buffer in self._raw:
             keys = buffer.sorted_keys()
             tables.append((keys[int(np.searchsorted(keys, lowest)) :], None))
-        at_least, above = count_at_least(tables, ascending)
+        if len(tables) > 1 and sum(k.size for k, _ in tables) > _PARALLEL_COUNT:
+            with ThreadPoolExecutor(2) as pool:
+                parts = list(pool.map(lambda table: count_at_least([table], ascending), tables))
+            at_least, above = (sum(part[i] for part in parts) for i in (0, 1))
+        else:
+            at_least, above = count_at_least(tables, ascending)
         return at_least[::-1], above[::-1]
 
     def consolidate(self) -> None:

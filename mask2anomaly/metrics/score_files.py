@@ -8,9 +8,10 @@ the files it wrote, so both give the same numbers.
 Reading and counting are the only work, and this module imports neither torch nor anything else
 heavy. The images are split into contiguous halves counted by two threads (numpy, PIL and scipy
 release the interpreter lock while they work), and the halves' states merged in image order, so
-the result equals one thread's, the SMIYC protocol's tie order included. The labels decoded in the
-first pass are kept for the second while they fit in ``LABEL_CACHE_BYTES``, and scipy's image
-module, which only the second pass needs, is imported by a third thread during the first.
+the result equals one thread's, the SMIYC protocol's tie order included. scipy's image module,
+which only the second pass needs, is imported by a third thread during the first. (Keeping the
+decoded labels for the second pass was measured slower than decoding them again: fresh memory
+costs more than the decoding.)
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from mask2anomaly.metrics import ComponentMetrics, MaximalDetectionMargin, Pixel
 from mask2anomaly.metrics._common import check_labels
 from mask2anomaly.metrics.pixel import PROTOCOLS, PixelResult
 
-LABEL_CACHE_BYTES = 1 << 30
 Pair = tuple[str, Path, Path]
 State = TypeVar("State")
 
@@ -80,14 +80,10 @@ def load_labels(path: Path) -> np.ndarray:
     return check_labels(labels, str(path))
 
 
-def iterate_pairs(
-    pairs: list[Pair], cache: dict[Path, np.ndarray] | None = None
-) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
-    """``(scores, labels, score file name)`` per pair; labels come from ``cache`` when there."""
+def iterate_pairs(pairs: list[Pair]) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    """``(scores, labels, score file name)`` per pair."""
     for _, score_path, label_path in pairs:
-        labels = cache.get(label_path) if cache is not None else None
-        if labels is None:
-            labels = load_labels(label_path)
+        labels = load_labels(label_path)
         scores = load_scores(score_path)
         if scores.shape != labels.shape:
             raise UserError(f"{score_path}: shape {scores.shape} differs from {label_path} {labels.shape}")
@@ -137,18 +133,13 @@ def evaluate(
         if name not in PROTOCOLS:
             raise UserError(f"unknown protocol {name!r} (expected one of {', '.join(PROTOCOLS)})")
     threading.Thread(target=importlib.import_module, args=("scipy.ndimage",), daemon=True).start()
-    cache: dict[Path, np.ndarray] = {}
-    cache_lock = threading.Lock()
 
     def first_pass(part: list[Pair]) -> tuple[list[PixelMetrics], MaximalDetectionMargin]:
         pixels, mdm = [PixelMetrics(name) for name in (protocol, *also)], MaximalDetectionMargin()
-        for (_, _, label_path), (scores, labels, source) in zip(part, iterate_pairs(part), strict=True):
+        for scores, labels, source in iterate_pairs(part):
             for pixel in pixels:
                 pixel.update(scores, labels, source)
             mdm.update(scores, labels, source)
-            with cache_lock:
-                if sum(cached.nbytes for cached in cache.values()) + labels.nbytes <= LABEL_CACHE_BYTES:
-                    cache[label_path] = labels
         for pixel in pixels:
             pixel.consolidate()
         return pixels, mdm
@@ -169,7 +160,7 @@ def evaluate(
 
         def second_pass(part: list[Pair]) -> ComponentMetrics:
             components = ComponentMetrics(threshold, track)
-            for scores, labels, source in iterate_pairs(part, cache):
+            for scores, labels, source in iterate_pairs(part):
                 if protocol == "smiyc":
                     scores = scores.astype(np.float16)
                 components.update(scores, labels, source)
