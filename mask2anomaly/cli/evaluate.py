@@ -9,8 +9,10 @@ import warnings
 
 from mask2anomaly.cli.options import (
     add_input_size,
+    add_methods,
     add_open_set,
     input_size,
+    methods_option,
     open_set_options,
     refuse_unused,
     split_list,
@@ -38,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     )
     parser.add_argument("--model", required=True, help="checkpoint (any format load_model reads) or KIND:PATH")
     parser.add_argument("--dataset", action="append", required=True, metavar="NAME:PATH", help="repeatable")
-    parser.add_argument("--methods", required=True, help="comma-separated, e.g. msp,mask2anomaly+refine")
+    add_methods(parser, None)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--task", default="anomaly", help="comma-separated subset of anomaly,oss,ops (default: anomaly)"
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     config = EvaluateConfig(
         model=args.model,
         datasets=tuple(args.dataset),
-        methods=tuple(split_list(args.methods, "--methods")),
+        methods=methods_option(args),
         out=args.out,
         tasks=tasks,
         input_size=input_size(args),

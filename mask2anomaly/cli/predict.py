@@ -9,8 +9,10 @@ import warnings
 
 from mask2anomaly.cli.options import (
     add_input_size,
+    add_methods,
     add_open_set,
     input_size,
+    methods_option,
     open_set_options,
     refuse_unused,
     split_list,
@@ -35,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("--model", required=True, help="checkpoint (any format load_model reads) or KIND:PATH")
     parser.add_argument("--input", required=True, help="image file or folder")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--methods", default="mask2anomaly", help="comma-separated (default: mask2anomaly)")
+    add_methods(parser, "mask2anomaly")
     parser.add_argument(
         "--task", default="anomaly", help="comma-separated subset of anomaly,oss,ops (default: anomaly)"
     )
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         input=args.input,
         out=args.out,
-        methods=tuple(split_list(args.methods, "--methods")),
+        methods=methods_option(args),
         tasks=tasks,
         input_size=input_size(args),
         open_set=open_set_options(args, tasks),

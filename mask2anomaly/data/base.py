@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch.utils.data
 from PIL import Image
 
 from mask2anomaly.errors import UserError
+
+if TYPE_CHECKING:
+    from mask2anomaly.data.classes import LabelSpace
 
 VOID = 255
 """Label value ignored by every loss and metric."""
@@ -233,7 +236,11 @@ class Reader(torch.utils.data.Dataset):
         root: The folder (or file) the reader was opened on.
         items: One entry per sample, in a stable order.
         problems: Indexing problems that were skipped (``skip_bad=True``).
+        label_space: The known classes of the semantic and panoptic labels (names, things), or
+            ``None`` for a dataset labelled only anomaly / inlier (the model's classes are used).
     """
+
+    label_space: LabelSpace | None = None
 
     def __init__(self, root: str | Path, *, skip_bad: bool = False) -> None:
         self.root = Path(root)

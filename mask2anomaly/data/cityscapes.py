@@ -28,7 +28,7 @@ from mask2anomaly.data.base import (
     read_label,
     segments_from_ids,
 )
-from mask2anomaly.data.classes import CITYSCAPES_LABELS, LABEL_ID_TO_TRAIN_ID, LABEL_IDS, NUM_CLASSES
+from mask2anomaly.data.classes import CITYSCAPES, CITYSCAPES_LABELS, LABEL_ID_TO_TRAIN_ID, LABEL_IDS, NUM_CLASSES
 from mask2anomaly.errors import UserError
 
 _IMAGE_SUFFIX = "_leftImg8bit"
@@ -45,6 +45,8 @@ class CityscapesReader(Reader):
         gt: Name of the label folder and file infix (``gtFine``; ``gtCoarse`` for coarse labels).
         skip_bad: Record unpaired images instead of raising.
     """
+
+    label_space = CITYSCAPES
 
     def __init__(
         self,

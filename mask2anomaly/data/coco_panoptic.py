@@ -34,7 +34,7 @@ from mask2anomaly.data.base import (
     Segment,
     read_image,
 )
-from mask2anomaly.data.classes import COCO_OPEN_SET_SPLITS
+from mask2anomaly.data.classes import COCO_OPEN_SET_SPLITS, LabelSpace
 from mask2anomaly.errors import UserError
 
 
@@ -79,6 +79,8 @@ class CocoPanopticReader(Reader):
         categories: The JSON categories (dicts).
         class_names: Names of the known classes, by contiguous index.
         thing_classes: Contiguous indices of the known thing classes.
+        label_space: Both together: the classes the panoptic merge, the unknown-instance mining and
+            PQ things / stuff use on this dataset.
         segments_info: The JSON ``segments_info`` of every sample, by name.
         image_sizes: ``(H, W)`` of every sample from the JSON, by name.
     """
@@ -108,6 +110,7 @@ class CocoPanopticReader(Reader):
         known = [c for c in self.categories if c["name"] not in unknown_names]
         self.class_names = tuple(c["name"] for c in known)
         self.thing_classes = frozenset(i for i, c in enumerate(known) if c.get("isthing", 0))
+        self.label_space = LabelSpace(self.class_names, self.thing_classes)
         self._category = {c["id"]: i for i, c in enumerate(known)}
         self._category.update({c["id"]: UNKNOWN_CATEGORY for c in self.categories if c["name"] in unknown_names})
         self._is_thing = {c["id"]: bool(c.get("isthing", 0)) for c in self.categories}

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mask2anomaly.data.base import UNKNOWN, UNKNOWN_CATEGORY, VOID, Reader, Sample, Segment, segments_from_ids
-from mask2anomaly.data.classes import LABEL_BY_NAME, TRAIN_ID_TO_LABEL_ID, TRAIN_LABELS
+from mask2anomaly.data.classes import CITYSCAPES, LABEL_BY_NAME, TRAIN_ID_TO_LABEL_ID, TRAIN_LABELS
 from mask2anomaly.data.coco_panoptic import encode_panoptic_png
 from mask2anomaly.errors import UserError
 
@@ -674,6 +674,8 @@ class SyntheticReader(Reader):
         size: ``"HxW"`` or ``(H, W)``.
         skip_bad: Accepted for a uniform interface; generation has no bad input.
     """
+
+    label_space = CITYSCAPES
 
     def __init__(
         self,

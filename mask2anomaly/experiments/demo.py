@@ -141,8 +141,7 @@ def write_splits(root: Path, config: DemoConfig) -> tuple[Path, Path]:
 def demo_methods(queries: tuple[int, ...]) -> list[AnomalyMethod]:
     """The demo's methods, Maskomaly with ``queries`` as its anomaly queries (and none always rejected)."""
     return [
-        parse_method(name, anomaly_queries=queries, rejected_queries=()) if name == "maskomaly" else parse_method(name)
-        for name in METHODS
+        parse_method(name, anomaly_queries=queries) if name == "maskomaly" else parse_method(name) for name in METHODS
     ]
 
 

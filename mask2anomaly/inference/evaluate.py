@@ -38,7 +38,7 @@ from mask2anomaly.inference.loop import Consumer, run
 from mask2anomaly.inference.predictor import InputSize, Predictor, open_model
 from mask2anomaly.inference.sources import DatasetSource
 from mask2anomaly.io_utils import ensure_writable_dir, folder_lock, json_safe, write_text_atomic
-from mask2anomaly.methods import AnomalyMethod, parse_method
+from mask2anomaly.methods import AnomalyMethod, Maskomaly, parse_method
 from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 from mask2anomaly.metrics import cross_calibrated_open_iou
 from mask2anomaly.metrics.pixel import PROTOCOLS
@@ -226,6 +226,12 @@ def evaluate_with_reports(config: EvaluateConfig) -> tuple[dict, list[DatasetRep
         return _evaluate(config, out, process)
 
 
+def _mining_settings(panoptic: OpenSetPanoptic) -> dict:
+    """The paper mining's settings, as ``metrics.json`` records them."""
+    keys = ("num_components", "iterations", "background_threshold", "overlap", "min_overlap", "entropy")
+    return {key: getattr(panoptic, key) for key in keys}
+
+
 def _evaluate(config: EvaluateConfig, out: Path, process: distributed.Process) -> tuple[dict, list[DatasetReport]]:
     predictor = open_model(config.model, process.device, config.input_size)
     methods = [m if isinstance(m, AnomalyMethod) else parse_method(m) for m in config.methods]
@@ -286,6 +292,8 @@ def _evaluate(config: EvaluateConfig, out: Path, process: distributed.Process) -
             "methods": names,
             "protocol": config.protocol,
             "thresholds": thresholds,
+            "mining": _mining_settings(options.panoptic) if "ops" in config.tasks else None,
+            "maskomaly_queries": {m.name: list(m.queries) for m in methods if isinstance(m, Maskomaly)} or None,
             "datasets": metrics,
         }
     )

@@ -84,6 +84,14 @@ class RunSetup:
     def method_names(self) -> list[str]:
         return [m.name for m in self.methods]
 
+    def require_model_classes(self, task: str) -> None:
+        """Refuse a task that compares the model's classes with the dataset's when their numbers differ."""
+        if self.labels.num_classes != self.predictor.num_classes:
+            raise UserError(
+                f"{task}: the model predicts {self.predictor.num_classes} classes but the dataset has "
+                f"{self.labels.num_classes} known classes ({', '.join(self.labels.names[:4])}, ...)"
+            )
+
     def write(self, write: Callable[..., Any], *args: Any) -> None:
         """Write a file in the background (see :class:`Writer`)."""
         self.writer.submit(write, *args)

@@ -42,13 +42,15 @@ class InputSize:
     Attributes:
         short_side: resize so that the shorter side has this many pixels (aspect kept).
         size: ``(H, W)`` to resize every image to.
+        own: every image at its own size, even for a model trained at a fixed size.
     """
 
     short_side: int | None = None
     size: tuple[int, int] | None = None
+    own: bool = False
 
     def __post_init__(self) -> None:
-        if self.short_side is not None and self.size is not None:
+        if sum((self.short_side is not None, self.size is not None, self.own)) > 1:
             raise UserError("give either --short-side or --size, not both")
         if self.short_side is not None and not MIN_SIDE <= self.short_side <= MAX_SIDE:
             raise UserError(f"--short-side {self.short_side}: expected {MIN_SIDE}..{MAX_SIDE} pixels")
@@ -112,11 +114,14 @@ class Predictor:
         self.native_size: tuple[int, int] | None = getattr(config, "input_size", None)
 
     def check_methods(self, methods: Sequence[AnomalyMethod]) -> None:
-        """Refuse methods that need query masks when the model is a per-pixel classifier."""
+        """Refuse methods that need query masks when the model is a per-pixel classifier, and
+        methods whose settings belong to another model (Maskomaly's query indices)."""
         if not self.is_mask_model:
             bad = [m.name for m in methods if m.needs_masks]
             if bad:
                 raise UserError(f"methods {', '.join(bad)} need a mask transformer; this model predicts per pixel")
+        for method in methods:
+            method.check_model(self.model.config)
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         """``(h, w)`` the network sees an image of ``(height, width)`` at."""
@@ -125,7 +130,7 @@ class Predictor:
         if self.input_size.short_side is not None:
             scale = self.input_size.short_side / min(height, width)
             return max(1, round(height * scale)), max(1, round(width * scale))
-        if self.native_size is not None:
+        if self.native_size is not None and not self.input_size.own:
             return self.native_size
         return height, width
 
@@ -135,7 +140,7 @@ class Predictor:
             return f"resized to {self.input_size.size[1]}x{self.input_size.size[0]}"
         if self.input_size.short_side is not None:
             return f"resized to short side {self.input_size.short_side}"
-        if self.native_size is not None:
+        if self.native_size is not None and not self.input_size.own:
             return f"resized to {self.native_size[1]}x{self.native_size[0]}, the model's training size"
         return "at their own size"
 

@@ -273,6 +273,10 @@ class AnomalyMethod(ABC):
         on = [flag for flag, values in self.flags.items() if all(getattr(self, k) == v for k, v in values.items())]
         return "+".join([self.key, *on])
 
+    def check_model(self, config: Any) -> None:  # noqa: B027 (a hook: most methods fit every model)
+        """Refuse a model this configuration does not belong to (``config``: the model's config);
+        the default accepts every model."""
+
     def __call__(self, ctx: ScoreContext) -> torch.Tensor:
         """Check that ``ctx`` holds what the method needs, then score it; returns ``[B, H, W]``."""
         if self.needs_masks and not ctx.has_masks:

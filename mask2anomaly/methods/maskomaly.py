@@ -23,9 +23,13 @@ Two variants differ in the code and the poster:
   and the border set is every query whose top class is not "no object", confident or not;
 - ``poster`` (flag ``+poster``): ``w_q = p_q[no object]`` and the border set is I.
 
-The anomaly queries A belong to one checkpoint (the defaults [49, 31, 83, 32] to the authors' Swin-L
-Cityscapes Mask2Former); :class:`QueryOverlap` (``mask2anomaly select-queries``) finds them for
-another one.
+The anomaly queries A belong to one checkpoint: the defaults [49, 31, 83, 32] (and the always
+rejected [19, 24]) to the authors' Swin-L Cityscapes Mask2Former (``maskomaly/model.py``, lines 78
+and 106), and they are refused on any other model. :class:`QueryOverlap` (``mask2anomaly
+select-queries``) finds them for another one; pass them as ``anomaly_queries`` (``evaluate`` /
+``predict --maskomaly-queries``). Given queries come with no always-rejected query unless
+``rejected_queries`` is given too. The poster's Algorithm 1 has no always-rejected query, so
+``+poster`` never adds one.
 """
 
 from __future__ import annotations
@@ -50,27 +54,66 @@ class Maskomaly(AnomalyMethod):
         t_border: mask probability above which two overlapping masks make a border (0.1).
         eps_border: value the border pixels' rejection map is lowered to (0).
         lam: weight of the rejection map (0.6).
-        rejected_queries: queries always added to the rejection (checkpoint-specific).
-        anomaly_queries: the queries that predict anomalies (checkpoint-specific).
+        rejected_queries: queries always added to the rejection (checkpoint-specific; ``None``:
+            the authors' [19, 24] with their anomaly queries in the code variant, else none).
+        anomaly_queries: the queries that predict anomalies (checkpoint-specific; ``None``: the
+            authors' [49, 31, 83, 32], accepted only on their model).
     """
 
     key = "maskomaly"
     needs_masks = True
     reads_class_scores = False
     flags: ClassVar[dict[str, dict[str, Any]]] = {"poster": {"variant": "poster"}}
+    authors_queries: ClassVar[tuple[int, ...]] = (49, 31, 83, 32)
+    authors_rejected: ClassVar[tuple[int, ...]] = (19, 24)
     variant: Literal["code", "poster"] = "code"
     t_mask: float = 0.7
     t_border: float = 0.1
     eps_border: float = 0.0
     lam: float = 0.6
-    rejected_queries: tuple[int, ...] = (19, 24)
-    anomaly_queries: tuple[int, ...] = (49, 31, 83, 32)
+    rejected_queries: tuple[int, ...] | None = None
+    anomaly_queries: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in ("code", "poster"):
             raise UserError(f"maskomaly variant must be 'code' or 'poster', got {self.variant!r}")
         if not 0 <= self.lam <= 1:
             raise UserError(f"maskomaly lam must be in [0, 1], got {self.lam}")
+        if self.anomaly_queries is not None and not self.anomaly_queries:
+            raise UserError("maskomaly needs at least one anomaly query")
+
+    @property
+    def queries(self) -> tuple[int, ...]:
+        """The anomaly queries A in use."""
+        return self.authors_queries if self.anomaly_queries is None else self.anomaly_queries
+
+    @property
+    def always_rejected(self) -> tuple[int, ...]:
+        """The queries R always added to the rejection."""
+        if self.rejected_queries is not None:
+            return self.rejected_queries
+        return self.authors_rejected if self.anomaly_queries is None and self.variant == "code" else ()
+
+    def check_model(self, config: Any) -> None:
+        """The authors' query indices only on the authors' model: a Swin-L Mask2Former with 100
+        queries and the 19 Cityscapes classes."""
+        if self.anomaly_queries is not None:
+            return
+        swin = getattr(getattr(config, "backbone", None), "swin", None)
+        authors = (
+            swin is not None
+            and swin.embed_dim == 192
+            and tuple(swin.depths) == (2, 2, 18, 2)
+            and getattr(config, "num_queries", None) == 100
+            and getattr(config, "num_classes", None) == 19
+        )
+        if not authors:
+            raise UserError(
+                "maskomaly: its default anomaly queries 49,31,83,32 belong to the authors' Swin-L Cityscapes "
+                "Mask2Former, not to this model; choose this model's with `mask2anomaly select-queries --model "
+                "MODEL --dataset NAME:PATH --json queries.json` and pass --maskomaly-queries queries.json "
+                "(or the indices, e.g. --maskomaly-queries 3,17,42)"
+            )
 
     def _query_mask(self, queries: tuple[int, ...], num_queries: int, device: torch.device) -> torch.Tensor:
         if any(not 0 <= q < num_queries for q in queries):
@@ -89,12 +132,12 @@ class Maskomaly(AnomalyMethod):
         zero = torch.zeros_like(top_prob)
         known = top_class != p.shape[-1] - 1
         inliers = known & (top_prob > self.t_mask)
-        rejected = inliers | self._query_mask(self.rejected_queries, num_queries, p.device)
+        rejected = inliers | self._query_mask(self.always_rejected, num_queries, p.device)
         reject = 1 - ctx.max_weighted_mask(torch.where(rejected, top_prob, zero))
         border_set = known if self.variant == "code" else inliers
         border = ctx.count_masks_above(border_set, self.t_border) >= 2
         reject = torch.where(border, torch.clamp(reject, max=self.eps_border), reject)
-        anomaly = self._query_mask(self.anomaly_queries, num_queries, p.device)
+        anomaly = self._query_mask(self.queries, num_queries, p.device)
         accept_weight = top_prob if self.variant == "code" else p[..., -1]
         accept = ctx.max_weighted_mask(torch.where(anomaly, accept_weight, zero))
         return self.lam * reject + (1 - self.lam) * accept

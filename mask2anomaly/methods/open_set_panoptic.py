@@ -27,12 +27,23 @@ interpretation:
    steps (500). This is the reading under which the iteration count changes the result, as Table VI
    shows: a region whose propagation has not converged stays split into several components;
 4. only the ``num_components`` largest components (3) are examined;
-5. for each, the query whose binarised mask (``sigmoid >= 0.5``) has the highest IoU with it is its
-   overlapping mask, if that IoU is ``>= min_iou`` (0.5, the paper's "significant overlap");
-6. with that query's class distribution p (softmax over K + 1), E_S is the entropy of p restricted to
-   the stuff classes and renormalised, divided by ``log`` of their number ("average" entropy, so that
-   the two groups compare whatever their sizes); E_T likewise over the thing classes. E_S > E_T (the
-   mask is unsure among stuff, i.e. unlikely to be stuff) makes the component an unknown instance.
+5. for each, the query whose mask overlaps it most is its overlapping mask, if that overlap is
+   ``>= min_overlap`` (0.5, the paper's "significant overlap");
+6. with that query's class distribution p (softmax over K + 1), the "average" stuff entropy E_S and
+   thing entropy E_T are compared; E_S > E_T (the mask is unsure among stuff, i.e. unlikely to be
+   stuff) makes the component an unknown instance.
+
+The text leaves two readings open, offered as options (``overlap`` and ``entropy``):
+
+- ``overlap``, how a component C and a query mask m = sigmoid(M_q) overlap: ``"iou"`` (default,
+  the paper's words "intersection over union is used"): IoU of C and m >= 0.5; ``"coverage"``: the
+  fraction of C that m >= 0.5 covers (a mask larger than a small object still overlaps it
+  "significantly"); ``"soft"``: the IoU of C and the soft mask, ``sum_C m / (|C| + sum_{not C} m)``;
+- ``entropy``, the "average class entropy" of a group G (stuff or things) of p: ``"normalised"``
+  (default): the entropy of p restricted to G and renormalised, divided by ``log |G|`` (so that
+  groups of different sizes compare); ``"mean"``: the mean over c in G of ``-p_c log p_c`` (the
+  entropy terms of the full distribution, averaged); ``"binary"``: the mean over c in G of the
+  binary entropy of p_c (each class a yes/no decision).
 
 **Unknown instances, RbA mining** (``mining="rba"``): anomaly score (of any method; RbA uses ``rba``)
 ``>= score_threshold``, 3x3 morphological opening then closing (outside the image counts as
@@ -60,6 +71,9 @@ from mask2anomaly.data.classes import THING_TRAIN_IDS
 from mask2anomaly.errors import UserError
 from mask2anomaly.methods.base import ScoreContext
 from mask2anomaly.metrics.panoptic import UNKNOWN
+
+OVERLAP_READINGS = ("iou", "coverage", "soft")
+ENTROPY_READINGS = ("normalised", "mean", "binary")
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 _SQUARE = np.ones((3, 3), dtype=bool)
@@ -178,17 +192,56 @@ def propagate_components(mask: torch.Tensor, iterations: int | None = None) -> t
     return torch.from_numpy(out).to(mask.device)
 
 
-def normalised_entropy(probs: torch.Tensor, classes: Iterable[int]) -> torch.Tensor:
-    """Entropy of ``probs [..., C]`` restricted to ``classes`` and renormalised, divided by log(#classes).
+def group_entropy(probs: torch.Tensor, classes: Iterable[int], reading: str = "normalised") -> torch.Tensor:
+    """The "average class entropy" of ``probs [..., C]`` over the group ``classes``.
 
-    Returns ``[...]`` values in [0, 1]; 0 when fewer than two classes are given.
+    Args:
+        probs: class probabilities.
+        classes: the group's class indices.
+        reading: ``"normalised"``, ``"mean"`` or ``"binary"`` (module docstring).
+
+    Returns:
+        ``[...]`` non-negative values in nats (``"normalised"``: divided by ``log |G|``, so in
+        [0, 1]); 0 for an empty group, and for a one-class group under ``"normalised"``.
     """
     index = sorted(set(classes))
-    if len(index) < 2:
+    if reading not in ENTROPY_READINGS:
+        raise UserError(f"unknown entropy reading {reading!r}; valid: {', '.join(ENTROPY_READINGS)}")
+    if not index or (reading == "normalised" and len(index) < 2):
         return probs.new_zeros(probs.shape[:-1])
     p = probs[..., index]
+    if reading == "mean":
+        return -torch.special.xlogy(p, p).mean(-1)
+    if reading == "binary":
+        return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)).mean(-1)
     p = p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
     return -torch.special.xlogy(p, p).sum(-1) / math.log(len(index))
+
+
+def mask_overlap(mask_probs: torch.Tensor, component: torch.Tensor, reading: str = "iou") -> torch.Tensor:
+    """Overlap of every query mask with one component.
+
+    Args:
+        mask_probs: ``[Q, H, W]`` mask probabilities.
+        component: ``[H, W]`` bool.
+        reading: ``"iou"``, ``"coverage"`` or ``"soft"`` (module docstring).
+
+    Returns:
+        ``[Q]`` float64 overlaps in [0, 1].
+    """
+    if reading not in OVERLAP_READINGS:
+        raise UserError(f"unknown overlap reading {reading!r}; valid: {', '.join(OVERLAP_READINGS)}")
+    size = int(component.sum())
+    if reading == "soft":
+        inside = (mask_probs * component).sum((-2, -1)).double()
+        outside = mask_probs.sum((-2, -1)).double() - inside
+        return inside / (size + outside).clamp_min(1e-12)
+    binary = mask_probs >= 0.5
+    inter = (binary & component).sum((-2, -1)).double()
+    if reading == "coverage":
+        return inter / max(size, 1)
+    union = (binary | component).sum((-2, -1))
+    return inter / union.clamp_min(1)
 
 
 def background_map(class_probs: torch.Tensor, mask_probs: torch.Tensor) -> torch.Tensor:
@@ -215,7 +268,9 @@ def mine_unknown_paper(
     num_components: int = 3,
     iterations: int | None = 500,
     background_threshold: float = 0.5,
-    min_iou: float = 0.5,
+    min_overlap: float = 0.5,
+    overlap: str = "iou",
+    entropy: str = "normalised",
 ) -> list[torch.Tensor]:
     """Unknown instances by the paper's mining (steps 1-6 of the module docstring), one image.
 
@@ -227,7 +282,9 @@ def mine_unknown_paper(
         num_components: how many of the largest components are examined.
         iterations: label-propagation steps (``None``: until convergence).
         background_threshold: ``B >= background_threshold`` marks candidate pixels.
-        min_iou: least IoU between a component and its best-overlapping mask.
+        min_overlap: least overlap between a component and its best-overlapping mask.
+        overlap: reading of "overlap" (module docstring).
+        entropy: reading of "average class entropy" (module docstring).
 
     Returns:
         ``[H, W]`` bool masks of the unknown instances.
@@ -242,17 +299,14 @@ def mine_unknown_paper(
         return []
     areas = torch.bincount(labels.flatten(), minlength=num + 1)[1:]
     largest = torch.argsort(-areas, stable=True)[:num_components] + 1
-    binary = mask_probs >= 0.5
-    stuff_entropy = normalised_entropy(class_probs, stuff)
-    thing_entropy = normalised_entropy(class_probs, things)
+    stuff_entropy = group_entropy(class_probs, stuff, entropy)
+    thing_entropy = group_entropy(class_probs, things, entropy)
     found = []
     for label in largest.tolist():
         component = labels == label
-        inter = (binary & component).sum((-2, -1))
-        union = (binary | component).sum((-2, -1))
-        iou = inter.double() / union.clamp_min(1)
-        best = int(iou.argmax())
-        if iou[best] >= min_iou and stuff_entropy[best] > thing_entropy[best]:
+        overlaps = mask_overlap(mask_probs, component, overlap)
+        best = int(overlaps.argmax())
+        if overlaps[best] >= min_overlap and stuff_entropy[best] > thing_entropy[best]:
             found.append(component)
     return found
 
@@ -294,7 +348,9 @@ class OpenSetPanoptic:
         num_components: paper mining, components examined (2, 2, 3 for the 5/10/20% splits).
         iterations: paper mining, label-propagation steps (500).
         background_threshold: paper mining, threshold on the background map.
-        min_iou: paper mining, least component/mask IoU.
+        min_overlap: paper mining, least component/mask overlap.
+        overlap: paper mining, reading of "overlap": ``iou`` (paper), ``coverage`` or ``soft``.
+        entropy: paper mining, reading of "average entropy": ``normalised``, ``mean`` or ``binary``.
         score_threshold: RbA mining, anomaly-score threshold (required for ``"rba"``).
         min_area: RbA mining, smallest unknown instance in pixels (200).
     """
@@ -307,7 +363,9 @@ class OpenSetPanoptic:
     num_components: int = 3
     iterations: int | None = 500
     background_threshold: float = 0.5
-    min_iou: float = 0.5
+    min_overlap: float = 0.5
+    overlap: str = "iou"
+    entropy: str = "normalised"
     score_threshold: float | None = None
     min_area: int = 200
 
@@ -316,6 +374,16 @@ class OpenSetPanoptic:
             raise UserError(f"unknown mining {self.mining!r}; valid: paper, rba, none")
         if self.mining == "rba" and self.score_threshold is None:
             raise UserError("RbA mining needs a score_threshold")
+        if self.overlap not in OVERLAP_READINGS:
+            raise UserError(f"unknown overlap reading {self.overlap!r}; valid: {', '.join(OVERLAP_READINGS)}")
+        if self.entropy not in ENTROPY_READINGS:
+            raise UserError(f"unknown entropy reading {self.entropy!r}; valid: {', '.join(ENTROPY_READINGS)}")
+        if self.num_components < 1:
+            raise UserError(f"the mining's number of components must be at least 1, got {self.num_components}")
+        if self.iterations is not None and self.iterations < 1:
+            raise UserError(f"the mining's iterations must be at least 1, got {self.iterations}")
+        if not 0 <= self.min_overlap <= 1 or not 0 <= self.background_threshold <= 1:
+            raise UserError("the mining's min_overlap and background_threshold must lie in [0, 1]")
 
     def __call__(self, ctx: ScoreContext, anomaly_scores: torch.Tensor | None = None) -> list[PanopticPrediction]:
         """Panoptic prediction of every image of the batch, at ``ctx.size``.
@@ -340,7 +408,9 @@ class OpenSetPanoptic:
                     self.num_components,
                     self.iterations,
                     self.background_threshold,
-                    self.min_iou,
+                    self.min_overlap,
+                    self.overlap,
+                    self.entropy,
                 )
             elif self.mining == "rba":
                 assert self.score_threshold is not None

@@ -54,6 +54,7 @@ def world(tmp_path_factory) -> dict[str, str]:
         Image.fromarray(scene.image).save(validation / "images" / f"{i}.png")
         Image.fromarray(scene.anomaly).save(validation / "labels_masks" / f"{i}.png")
     (root / "a_file").write_text("not a folder")
+    (root / "list.json").write_text("[1, 2]")
     (root / "dir.safetensors").mkdir()
     (root / "dir.json").mkdir()
     busy = root / "busy"
@@ -63,6 +64,7 @@ def world(tmp_path_factory) -> dict[str, str]:
         "model": str(root / "tiny.safetensors"),
         "nan_model": str(root / "nan.safetensors"),
         "listmeta": str(root / "listmeta.safetensors"),
+        "listmeta_json": str(root / "list.json"),
         "ints": str(root / "ints.safetensors"),
         "images": str(images),
         "broken": str(root / "broken.png"),
@@ -81,8 +83,20 @@ def predict(w, out="{tmp}/out", *extra):
 
 
 def evaluate(w, out="{tmp}/out", *extra):
-    return ["evaluate", "--model", w["model"], "--dataset", w["dataset"], "--methods", "msp", "--out", out,
-            "--device", "cpu", *extra]
+    return [
+        "evaluate",
+        "--model",
+        w["model"],
+        "--dataset",
+        w["dataset"],
+        "--methods",
+        "msp",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def train(w, *extra):
@@ -177,7 +191,44 @@ CASES = {
     ),
     # options a task cannot honour
     "threshold without open-set task": (lambda w: predict(w, "{tmp}/out", "--threshold", "0.5"), "--task oss"),
-    "mining without ops": (lambda w: predict(w, "{tmp}/out", "--mining", "paper"), "--mining applies"),
+    "mining without ops": (lambda w: predict(w, "{tmp}/out", "--mining", "paper"), "--mining and --mining-* apply"),
+    "mining setting without ops": (
+        lambda w: predict(w, "{tmp}/out", "--mining-components", "2"),
+        "--mining and --mining-* apply to --task ops",
+    ),
+    "mining setting without paper mining": (
+        lambda w: predict(w, "{tmp}/out", "--task", "ops", "--mining", "none", "--mining-iterations", "10"),
+        "--mining-* set the paper mining",
+    ),
+    "zero mining components": (
+        lambda w: predict(w, "{tmp}/out", "--task", "ops", "--mining-components", "0"),
+        "number of components must be at least 1",
+    ),
+    "unknown overlap reading": (
+        lambda w: predict(w, "{tmp}/out", "--task", "ops", "--mining-overlap", "dice"),
+        "unknown overlap reading 'dice'; valid: iou, coverage, soft",
+    ),
+    # Maskomaly's query indices belong to one model
+    "maskomaly's authors' queries on another model": (
+        lambda w: predict(w, "{tmp}/out", "--methods", "maskomaly"),
+        "belong to the authors' Swin-L Cityscapes",
+    ),
+    "maskomaly queries without maskomaly": (
+        lambda w: predict(w, "{tmp}/out", "--methods", "msp", "--maskomaly-queries", "1,2"),
+        "--maskomaly-queries applies to the maskomaly method",
+    ),
+    "maskomaly queries beyond the model's": (
+        lambda w: predict(w, "{tmp}/out", "--methods", "maskomaly", "--maskomaly-queries", "1,99"),
+        "do not fit a model with",
+    ),
+    "maskomaly queries file that is not a selection": (
+        lambda w: predict(w, "{tmp}/out", "--methods", "maskomaly", "--maskomaly-queries", w["listmeta_json"]),
+        "expected select-queries' JSON",
+    ),
+    "maskomaly queries neither indices nor file": (
+        lambda w: predict(w, "{tmp}/out", "--methods", "maskomaly", "--maskomaly-queries", "first,second"),
+        "neither indices",
+    ),
     "unknown category without ops": (lambda w: predict(w, "{tmp}/out", "--unknown-category", "3"), "--task ops"),
     "protocol without anomaly task": (
         lambda w: evaluate(w, "{tmp}/out", "--task", "oss", "--threshold", "0.5", "--protocol", "smiyc"),

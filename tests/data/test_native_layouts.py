@@ -56,16 +56,28 @@ def test_lost_and_found_layout(tmp_path: Path) -> None:
     assert sample.name == fid and set(np.unique(sample.instances).tolist()) == {0, 3}
 
 
-def test_streethazards_conventions(tmp_path: Path) -> None:
+def _streethazards_semantic(v: int) -> int:
+    """The references' known classes, written out from their class lists: raw 1 "unlabeled" is
+    class 0 "background", raw 4 "other" is void, the rest keep their order after it."""
+    known = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    return known.index(v) if v in known else UNKNOWN if v == 14 else VOID
+
+
+def test_streethazards_label_mappings(tmp_path: Path) -> None:
     raw = np.arange(1, 15, dtype=np.uint8).repeat(2)[None, :].repeat(3, axis=0)
     _write(tmp_path / "test" / "images" / "test" / "t6" / "300.png", _image(3, 28))
     _write(tmp_path / "test" / "annotations" / "test" / "t6" / "300.png", raw)
     m2a = data.open("streethazards", tmp_path, split="t6")[0]
-    dh = data.open("streethazards", tmp_path, split="t6", convention="densehybrid")[0]
+    dh = data.open_spec(f"streethazards:{tmp_path}?split=t6&labels=densehybrid")[0]
     row = raw[0]
     assert m2a.anomaly[0].tolist() == [VOID if v in (1, 4) else int(v == 14) for v in row]
-    assert dh.anomaly[0].tolist() == [VOID if v == 1 else int(v == 14) for v in row]
-    assert m2a.semantic[0].tolist() == [VOID if v == 1 else UNKNOWN if v == 14 else v - 2 for v in row]
+    assert dh.anomaly[0].tolist() == [VOID if v == 4 else int(v == 14) for v in row]
+    expected = [_streethazards_semantic(int(v)) for v in row]
+    assert m2a.semantic[0].tolist() == expected and dh.semantic[0].tolist() == expected
+    reader = data.open("streethazards", tmp_path, split="t6")
+    assert reader.label_space.names[0] == "background" and "other" not in reader.label_space.names
+    with pytest.raises(UserError, match="labels must be one of mask2anomaly, densehybrid"):
+        data.open("streethazards", tmp_path, split="t6", labels="hendrycks")
 
 
 def test_streethazards_training_splits(tmp_path: Path) -> None:
@@ -75,7 +87,7 @@ def test_streethazards_training_splits(tmp_path: Path) -> None:
         _write(tmp_path / part / "annotations" / subset / folder / "5.png", raw)
     for split in ("train", "val"):
         sample = data.open("streethazards", tmp_path, split=split)[0]
-        assert sample.semantic[0].tolist() == [VOID if v == 1 else v - 2 for v in raw[0]]
+        assert sample.semantic[0].tolist() == [_streethazards_semantic(int(v)) for v in raw[0]]
     with pytest.raises(UserError, match="split must be one of train, val, t5, t6"):
         data.open("streethazards", tmp_path, split="t9")
 

@@ -12,9 +12,10 @@ from mask2anomaly.methods import ScoreContext
 from mask2anomaly.methods.open_set_panoptic import (
     OpenSetPanoptic,
     background_map,
+    group_entropy,
+    mask_overlap,
     mine_unknown_paper,
     mine_unknown_rba,
-    normalised_entropy,
     panoptic_merge,
     propagate_components,
 )
@@ -77,11 +78,31 @@ def test_components_stay_split_when_iterations_run_out():
     assert propagate_components(torch.zeros(2, 2, dtype=torch.bool), iterations=3).tolist() == [[0, 0], [0, 0]]
 
 
-def test_normalised_entropy():
-    probs = torch.tensor([[0.2, 0.2, 0.09, 0.01, 0.5]])
-    torch.testing.assert_close(normalised_entropy(probs, (0, 1)), torch.tensor([1.0]))
+def test_group_entropy_readings():
+    probs = torch.tensor([[0.2, 0.2, 0.09, 0.01, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(group_entropy(probs, (0, 1)), torch.tensor([1.0], dtype=torch.float64))
     expected = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1)) / np.log(2)
-    torch.testing.assert_close(normalised_entropy(probs, (2, 3)), torch.tensor([expected], dtype=torch.float32))
+    torch.testing.assert_close(group_entropy(probs, (2, 3)), torch.tensor([expected], dtype=torch.float64))
+    mean = -(0.09 * np.log(0.09) + 0.01 * np.log(0.01)) / 2
+    torch.testing.assert_close(group_entropy(probs, (2, 3), "mean"), torch.tensor([mean], dtype=torch.float64))
+    binary = np.mean([-(p * np.log(p) + (1 - p) * np.log(1 - p)) for p in (0.09, 0.01)])
+    torch.testing.assert_close(group_entropy(probs, (2, 3), "binary"), torch.tensor([binary], dtype=torch.float64))
+    with pytest.raises(UserError, match="unknown entropy reading"):
+        group_entropy(probs, (2, 3), "average")
+
+
+def test_mask_overlap_readings():
+    component = torch.zeros(4, 4, dtype=torch.bool)
+    component[:2, :2] = True  # 4 pixels
+    masks = torch.zeros(2, 4, 4, dtype=torch.float64)
+    masks[0, :2, :] = 0.9  # covers the component and 4 more pixels
+    masks[1, 0, 0] = 0.6  # one pixel of it
+    iou = mask_overlap(masks, component, "iou")
+    coverage = mask_overlap(masks, component, "coverage")
+    soft = mask_overlap(masks, component, "soft")
+    torch.testing.assert_close(iou, torch.tensor([4 / 8, 1 / 4], dtype=torch.float64))
+    torch.testing.assert_close(coverage, torch.tensor([1.0, 1 / 4], dtype=torch.float64))
+    torch.testing.assert_close(soft, torch.tensor([3.6 / (4 + 3.6), 0.6 / 4], dtype=torch.float64))
 
 
 # K = 4: 0 road, 1 sky (stuff), 2 car, 3 person (things); 6 x 6 image covered by road except
@@ -131,7 +152,27 @@ def test_paper_mining_needs_a_significant_overlap():
     wide[1, 0:4, 0:4] = ON  # IoU with U: 4 / 16
     claimed = ~_region(U, V)
     assert mine_unknown_paper(PAN_PROBS, wide.sigmoid(), claimed, (2, 3), num_components=2) == []
-    assert len(mine_unknown_paper(PAN_PROBS, wide.sigmoid(), claimed, (2, 3), num_components=2, min_iou=0.2)) == 1
+    assert len(mine_unknown_paper(PAN_PROBS, wide.sigmoid(), claimed, (2, 3), num_components=2, min_overlap=0.2)) == 1
+    covered = mine_unknown_paper(PAN_PROBS, wide.sigmoid(), claimed, (2, 3), num_components=2, overlap="coverage")
+    assert len(covered) == 1 and torch.equal(covered[0], _region(U))  # the wide mask covers all of U
+
+
+def test_paper_mining_entropy_readings_can_disagree():
+    """Query 1 over U, stuff (0.2, 0.2), things (0.09, 0.01): E_S > E_T under every reading
+    (normalised 1 > 0.47, mean 0.32 > 0.13). Query 2 over V, stuff (0.36, 0.04), things (0.05,
+    0.05): normalised 0.47 < 1 (background stuff) but mean 0.25 > 0.15 and binary 0.41 > 0.20, so
+    the un-normalised readings also call V unknown. A flatter query 1, stuff (0.25, 0.05), things
+    (0.1, 0.1): normalised 0.65 < 1, mean 0.248 > 0.230."""
+    claimed = ~_region(U, V)
+    expected = {"normalised": [_region(U)], "mean": [_region(V), _region(U)], "binary": [_region(V), _region(U)]}
+    for reading, regions in expected.items():
+        found = mine_unknown_paper(PAN_PROBS, PAN_MASKS.sigmoid(), claimed, (2, 3), num_components=2, entropy=reading)
+        assert [r.tolist() for r in found] == [r.tolist() for r in regions], reading
+    flat = PAN_PROBS.clone()
+    flat[1] = torch.tensor([0.25, 0.05, 0.1, 0.1, 0.5], dtype=torch.float64)
+    assert mine_unknown_paper(flat, PAN_MASKS.sigmoid(), claimed, (2, 3), num_components=2) == []
+    found = mine_unknown_paper(flat, PAN_MASKS.sigmoid(), claimed, (2, 3), num_components=2, entropy="mean")
+    assert [r.tolist() for r in found] == [_region(V).tolist(), _region(U).tolist()]
 
 
 def test_open_set_panoptic_adds_unknown_instances_after_the_known_segments():

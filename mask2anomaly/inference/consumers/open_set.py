@@ -95,6 +95,7 @@ class OpenIoU(Consumer):
 
     def start(self, setup) -> None:
         super().start(setup)
+        setup.require_model_classes("open-set semantic segmentation")
         if self.thresholds is not None:
             missing = [m for m in setup.method_names if m not in self.thresholds]
             if missing:

@@ -56,6 +56,7 @@ class PanopticMetrics(Consumer):
         super().start(setup)
         if not setup.predictor.is_mask_model:
             raise UserError("open-set panoptic segmentation needs a mask transformer; this model predicts per pixel")
+        setup.require_model_classes("open-set panoptic segmentation")
         things = tuple(sorted(setup.labels.things))
         self.configs = [OpenSetPanoptic(**{**vars(m.config), "thing_ids": things}) for m in self.minings]
         categories = [{"id": c, "isthing": int(c in setup.labels.things)} for c in range(setup.labels.num_classes)]
