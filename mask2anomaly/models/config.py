@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 ATTENTION_MODES = ("cross", "masked", "global_masked")
 GMA_WEIGHTS = ("separate", "shared")
 BACKBONES = (
+    "resnet",
     "resnet18",
     "resnet34",
     "resnet50",
@@ -41,6 +42,8 @@ class SwinConfig:
     drop_path_rate: float = 0.3
     layer_norm_eps: float = 1e-5
     use_absolute_embeddings: bool = False
+    image_size: tuple[int, ...] = (224, 224)
+    """``(H, W)`` the absolute position embeddings were made for (used only with them)."""
 
 
 SWIN_PRESETS: dict[str, SwinConfig] = {
@@ -52,13 +55,56 @@ SWIN_PRESETS: dict[str, SwinConfig] = {
 
 
 @dataclass(frozen=True)
+class ResNetConfig:
+    """ResNet hyper-parameters (names as in ``transformers.ResNetConfig``); the defaults are ResNet-50.
+
+    Attributes:
+        layer_type: ``"bottleneck"`` (1x1, 3x3, 1x1; inner width a quarter of the output) or
+            ``"basic"`` (two 3x3).
+        depths: blocks per stage (four stages).
+        hidden_sizes: output channels of each stage.
+        embedding_size: channels of the 7x7 stem.
+        downsample_in_first_stage: the first stage halves the resolution too (strides 8..64).
+        downsample_in_bottleneck: a bottleneck's stride on its first 1x1 convolution rather than
+            on the 3x3 one (torchvision and Mask2Former put it on the 3x3).
+    """
+
+    layer_type: str = "bottleneck"
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    hidden_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
+    embedding_size: int = 64
+    downsample_in_first_stage: bool = False
+    downsample_in_bottleneck: bool = False
+
+    def __post_init__(self) -> None:
+        if self.layer_type not in ("bottleneck", "basic"):
+            raise ValueError(f"ResNet layer_type must be 'bottleneck' or 'basic', got {self.layer_type!r}")
+        if len(self.depths) != 4 or len(self.hidden_sizes) != 4:
+            raise ValueError(f"ResNet needs four stages, got depths {self.depths} and hidden_sizes {self.hidden_sizes}")
+        if min(self.depths) < 1 or min(self.hidden_sizes) < 1 or self.embedding_size < 1:
+            raise ValueError("ResNet depths, hidden_sizes and embedding_size must be positive")
+        if self.layer_type == "bottleneck" and min(self.hidden_sizes) < 4:
+            raise ValueError(f"bottleneck hidden_sizes must be at least 4, got {self.hidden_sizes}")
+
+
+RESNET_PRESETS: dict[str, ResNetConfig] = {
+    "resnet18": ResNetConfig("basic", (2, 2, 2, 2), (64, 128, 256, 512)),
+    "resnet34": ResNetConfig("basic", (3, 4, 6, 3), (64, 128, 256, 512)),
+    "resnet50": ResNetConfig(),
+    "resnet101": ResNetConfig(depths=(3, 4, 23, 3)),
+}
+
+
+@dataclass(frozen=True)
 class BackboneConfig:
     """Which backbone to build and how.
 
     Attributes:
-        name: one of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``swin`` (with
-            ``swin`` given), ``swin_tiny``, ``swin_small``, ``swin_base``, ``swin_large`` (Mask2Former's
-            Swin-T/S/B/L, windows 7, 7, 12, 12), ``efficientnet_lite0``.
+        name: one of ``resnet`` (with ``resnet`` given), ``resnet18``, ``resnet34``, ``resnet50``,
+            ``resnet101``, ``swin`` (with ``swin`` given), ``swin_tiny``, ``swin_small``,
+            ``swin_base``, ``swin_large`` (Mask2Former's Swin-T/S/B/L, windows 7, 7, 12, 12),
+            ``efficientnet_lite0``.
+        resnet: ResNet hyper-parameters (filled in from the preset for ``resnet<N>`` names).
         swin: Swin hyper-parameters (filled in from the preset for ``swin_*`` names).
         freeze: keep every backbone weight fixed during training (the paper freezes its R50).
         pretrained: ``None`` (random init), a path to a weight file (ResNet: torchvision or
@@ -66,6 +112,7 @@ class BackboneConfig:
     """
 
     name: str = "resnet50"
+    resnet: ResNetConfig | None = None
     swin: SwinConfig | None = None
     freeze: bool = False
     pretrained: str | None = None
@@ -73,6 +120,10 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         if self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; expected one of {', '.join(BACKBONES)}")
+        if self.name == "resnet" and self.resnet is None:
+            object.__setattr__(self, "resnet", ResNetConfig())
+        if self.name in RESNET_PRESETS and self.resnet is None:
+            object.__setattr__(self, "resnet", RESNET_PRESETS[self.name])
         if self.name == "swin" and self.swin is None:
             object.__setattr__(self, "swin", SwinConfig())
         if self.name in SWIN_PRESETS and self.swin is None:

@@ -10,6 +10,7 @@ from PIL import Image
 from mask2anomaly.models import BackboneConfig, MaskTransformer
 from mask2anomaly.models.backbones.pretrained import load_pretrained_backbone
 from mask2anomaly.models.backbones.resnet import ResNet
+from mask2anomaly.models.config import RESNET_PRESETS
 from tests.models.tiny import tiny_config
 
 IMAGENET_ZEBRA = 340
@@ -51,7 +52,7 @@ def test_efficientnet_lite0_feature_pyramid():
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet101"])
 def test_resnet_shapes(name):
-    net = ResNet(name)
+    net = ResNet(RESNET_PRESETS[name])
     features = net(torch.zeros(1, 3, 64, 64))
     expansion = 1 if name == "resnet18" else 4
     assert [f.shape[1] for f in features] == [64 * expansion * 2**i for i in range(4)]
@@ -61,14 +62,14 @@ def test_resnet_shapes(name):
 def test_torchvision_layout_with_classifier_and_counters(tmp_path):
     """A torchvision-style file (``fc``, ``num_batches_tracked``, as the Barlow Twins R50) loads."""
     torch.manual_seed(0)
-    source = ResNet("resnet50")
+    source = ResNet(RESNET_PRESETS["resnet50"])
     state = {k: torch.randn_like(v) for k, v in source.state_dict().items()}
     for key in list(state):
         if key.endswith("running_var"):
             state[key.replace("running_var", "num_batches_tracked")] = torch.tensor(7)
     state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
     torch.save(state, tmp_path / "resnet50.pth")
-    target = ResNet("resnet50")
+    target = ResNet(RESNET_PRESETS["resnet50"])
     load_pretrained_backbone(target, str(tmp_path / "resnet50.pth"))
     for key, value in target.state_dict().items():
         assert torch.equal(value, state[key])
@@ -77,11 +78,11 @@ def test_torchvision_layout_with_classifier_and_counters(tmp_path):
 def test_partial_backbone_file_is_an_error(tmp_path):
     from mask2anomaly.errors import CheckpointError
 
-    state = ResNet("resnet18").state_dict()
+    state = ResNet(RESNET_PRESETS["resnet18"]).state_dict()
     del state["layer4.1.conv2.weight"]
     torch.save(state, tmp_path / "r18.pth")
     with pytest.raises(CheckpointError, match=r"r18\.pth \(backbone\): checkpoint lacks 1 weights.*layer4\.1\.conv2"):
-        load_pretrained_backbone(ResNet("resnet18"), str(tmp_path / "r18.pth"))
+        load_pretrained_backbone(ResNet(RESNET_PRESETS["resnet18"]), str(tmp_path / "r18.pth"))
 
 
 def test_freeze_backbone_stops_gradients_only_there():

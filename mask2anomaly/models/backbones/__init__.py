@@ -13,7 +13,8 @@ def build_backbone(config: BackboneConfig) -> Backbone:
     if config.name.startswith("resnet"):
         from mask2anomaly.models.backbones.resnet import ResNet
 
-        return ResNet(config.name)
+        assert config.resnet is not None
+        return ResNet(config.resnet)
     if config.name.startswith("swin"):
         from mask2anomaly.models.backbones.swin import Swin
 

@@ -1,4 +1,6 @@
-"""ResNet-18/34/50/101 backbones (He et al., CVPR 2016) in the torchvision parameter layout.
+"""ResNet backbones (He et al., CVPR 2016) in the torchvision parameter layout: ResNet-18/34/50/101
+and any configuration Hugging Face's ``ResNetConfig`` describes (block type, depths, widths, stem
+width, where the stride sits).
 
 The layout is torchvision's (``conv1``, ``bn1``, ``layer{1..4}.{i}.conv{1,2,3}``, ``bn{1,2,3}``,
 ``downsample.{0,1}``) with the stride of bottleneck blocks on the 3x3 convolution, which is how
@@ -17,13 +19,7 @@ from torch import nn
 
 from mask2anomaly.models.backbones.base import Backbone, FeatureSpec
 from mask2anomaly.models.backbones.frozen_batchnorm import FrozenBatchNorm2d, conv_frozen_bn
-
-RESNET_DEPTHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
-    "resnet18": ("basic", (2, 2, 2, 2)),
-    "resnet34": ("basic", (3, 4, 6, 3)),
-    "resnet50": ("bottleneck", (3, 4, 6, 3)),
-    "resnet101": ("bottleneck", (3, 4, 23, 3)),
-}
+from mask2anomaly.models.config import ResNetConfig
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -35,11 +31,11 @@ def _shortcut(x: torch.Tensor, downsample: nn.Sequential | None) -> torch.Tensor
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
+    """Two 3x3 convolutions, ``out_ch`` wide; the first carries the stride."""
 
-    def __init__(self, in_ch: int, width: int, stride: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int, stride_in_1x1: bool = False) -> None:
         super().__init__()
-        out_ch = width * self.expansion
+        width = out_ch
         self.conv1 = _conv(in_ch, width, 3, stride)
         self.bn1 = FrozenBatchNorm2d(width)
         self.conv2 = _conv(width, out_ch, 3)
@@ -57,14 +53,15 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    expansion = 4
+    """1x1 to a quarter of ``out_ch``, 3x3, 1x1 back to ``out_ch``; the stride on the 3x3 (or on the
+    first 1x1 with ``stride_in_1x1``)."""
 
-    def __init__(self, in_ch: int, width: int, stride: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int, stride_in_1x1: bool = False) -> None:
         super().__init__()
-        out_ch = width * self.expansion
-        self.conv1 = _conv(in_ch, width, 1)
+        width = out_ch // 4
+        self.conv1 = _conv(in_ch, width, 1, stride if stride_in_1x1 else 1)
         self.bn1 = FrozenBatchNorm2d(width)
-        self.conv2 = _conv(width, width, 3, stride)
+        self.conv2 = _conv(width, width, 3, 1 if stride_in_1x1 else stride)
         self.bn2 = FrozenBatchNorm2d(width)
         self.conv3 = _conv(width, out_ch, 1)
         self.bn3 = FrozenBatchNorm2d(out_ch)
@@ -82,24 +79,27 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(Backbone):
-    """ResNet trunk returning the outputs of its four stages (strides 4, 8, 16, 32)."""
+    """ResNet trunk returning the outputs of its four stages (strides 4, 8, 16, 32; 8..64 when the
+    first stage downsamples too)."""
 
-    def __init__(self, name: str = "resnet50") -> None:
+    def __init__(self, config: ResNetConfig | None = None) -> None:
         super().__init__()
-        block_type, depths = RESNET_DEPTHS[name]
-        block = Bottleneck if block_type == "bottleneck" else BasicBlock
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = FrozenBatchNorm2d(64)
-        in_ch = 64
+        config = config or ResNetConfig()
+        block = Bottleneck if config.layer_type == "bottleneck" else BasicBlock
+        stem = config.embedding_size
+        self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(stem)
+        in_ch, stride_so_far = stem, 4
         specs = []
-        for stage, (depth, width) in enumerate(zip(depths, (64, 128, 256, 512), strict=True)):
+        for stage, (depth, out_ch) in enumerate(zip(config.depths, config.hidden_sizes, strict=True)):
+            first_stride = 2 if (stage > 0 or config.downsample_in_first_stage) else 1
+            stride_so_far *= first_stride
             blocks = []
             for i in range(depth):
-                stride = 2 if (i == 0 and stage > 0) else 1
-                blocks.append(block(in_ch, width, stride))
-                in_ch = width * block.expansion
+                blocks.append(block(in_ch, out_ch, first_stride if i == 0 else 1, config.downsample_in_bottleneck))
+                in_ch = out_ch
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
-            specs.append(FeatureSpec(in_ch, 4 * 2**stage))
+            specs.append(FeatureSpec(in_ch, stride_so_far))
         self.feature_specs = tuple(specs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

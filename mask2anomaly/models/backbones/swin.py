@@ -174,10 +174,29 @@ class PatchEmbeddings(nn.Module):
 
 
 class Embeddings(nn.Module):
+    """Patch embedding, its layer norm, and the optional absolute position embeddings (one per
+    patch of ``config.image_size``; bicubically resized to another patch grid, as HF does when asked
+    to interpolate)."""
+
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
         self.patch_embeddings = PatchEmbeddings(config)
         self.norm = nn.LayerNorm(config.embed_dim)
+        self.grid = tuple(side // config.patch_size for side in config.image_size)
+        self.position_embeddings = (
+            nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], config.embed_dim))
+            if config.use_absolute_embeddings
+            else None
+        )
+
+    def positions(self, h: int, w: int) -> torch.Tensor:
+        """``[1, h * w, C]`` position embeddings of an ``h x w`` patch grid."""
+        assert self.position_embeddings is not None
+        if (h, w) == self.grid:
+            return self.position_embeddings
+        grid = self.position_embeddings.reshape(1, *self.grid, -1).permute(0, 3, 1, 2)
+        resized = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        return resized.permute(0, 2, 3, 1).reshape(1, h * w, -1)
 
 
 class Encoder(nn.Module):
@@ -198,8 +217,6 @@ class Swin(Backbone):
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
-        if config.use_absolute_embeddings:
-            raise ValueError("Swin with absolute position embeddings is not supported")
         self.embeddings = Embeddings(config)
         self.encoder = Encoder(config)
         dims = [config.embed_dim * 2**i for i in range(len(config.depths))]
@@ -212,6 +229,8 @@ class Swin(Backbone):
         x = self.embeddings.patch_embeddings.projection(x)
         b, _, h, w = x.shape
         x = self.embeddings.norm(x.flatten(2).transpose(1, 2))
+        if self.embeddings.position_embeddings is not None:
+            x = x + self.embeddings.positions(h, w)
         features = []
         for i, stage in enumerate(self.encoder.layers):
             for block in stage.blocks:

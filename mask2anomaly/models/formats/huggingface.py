@@ -1,8 +1,9 @@
 """Hugging Face ``Mask2FormerForUniversalSegmentation`` checkpoints (``config.json`` plus
 ``model.safetensors`` or ``pytorch_model.bin``): their configuration and parameter names.
 
-Supported backbones: Swin (the released Mask2Former models) and HF's ResNet (18/34/50/101 with
-the torchvision stride placement). The backbone's final ``swin.layernorm``, which HF saves but the
+Supported backbones: any ``SwinConfig`` (the released Mask2Former models are Swin) and any
+``ResNetConfig`` with ReLU activations and four stages (basic or bottleneck blocks, any depths,
+widths and stem, stride placements included). The backbone's final ``swin.layernorm``, which HF saves but the
 backbone never applies, is dropped. The query/key/value projections of HF's self-attention are
 concatenated into the packed ``in_proj`` layout this package shares with detectron2.
 """
@@ -14,21 +15,26 @@ from typing import Any
 import torch
 
 from mask2anomaly.errors import CheckpointError
-from mask2anomaly.models.config import BackboneConfig, ModelConfig, SwinConfig
+from mask2anomaly.models.config import BackboneConfig, ModelConfig, ResNetConfig, SwinConfig
 from mask2anomaly.models.formats.state_dict import fpn_levels, rename
 
-RESNET_NAMES = {
-    ("basic", (2, 2, 2, 2)): "resnet18",
-    ("basic", (3, 4, 6, 3)): "resnet34",
-    ("bottleneck", (3, 4, 6, 3)): "resnet50",
-    ("bottleneck", (3, 4, 23, 3)): "resnet101",
-}
+HF_DEFAULT_NUM_LABELS = 2
+"""``PretrainedConfig``'s default: a config with two classes named LABEL_0 / LABEL_1 saves neither
+``num_labels`` nor ``id2label``."""
+
+
+def _pair(value: int | list[int]) -> tuple[int, int]:
+    """HF's ``image_size``: one side or ``(H, W)``."""
+    return (int(value), int(value)) if isinstance(value, int | float) else (int(value[0]), int(value[1]))
 
 
 def _backbone_from_hf(backbone: dict[str, Any] | None, source: str) -> BackboneConfig:
     if not backbone:
         raise CheckpointError(f"{source}: config.json has no backbone_config (hub-named backbones are not supported)")
     kind = backbone.get("model_type")
+    stages = backbone.get("out_features")
+    if stages is not None and list(stages) != ["stage1", "stage2", "stage3", "stage4"]:
+        raise CheckpointError(f"{source}: the backbone must output stage1..stage4, got out_features {stages}")
     if kind == "swin":
         if backbone.get("hidden_act", "gelu") != "gelu":
             raise CheckpointError(f"{source}: Swin with hidden_act={backbone['hidden_act']!r} is not supported")
@@ -43,18 +49,26 @@ def _backbone_from_hf(backbone: dict[str, Any] | None, source: str) -> BackboneC
             drop_path_rate=float(backbone.get("drop_path_rate", 0.1)),
             layer_norm_eps=float(backbone.get("layer_norm_eps", 1e-5)),
             use_absolute_embeddings=backbone.get("use_absolute_embeddings", False),
+            image_size=_pair(backbone.get("image_size", 224)),
         )
         return BackboneConfig(name="swin", swin=swin)
     if kind == "resnet":
-        key = (backbone.get("layer_type", "bottleneck"), tuple(backbone.get("depths", ())))
-        name = RESNET_NAMES.get(key)
-        standard = backbone.get("embedding_size", 64) == 64 and not backbone.get("downsample_in_bottleneck", False)
-        widths = tuple(backbone.get("hidden_sizes", ()))
-        expansion = 4 if key[0] == "bottleneck" else 1
-        standard = standard and widths == tuple(w * expansion for w in (64, 128, 256, 512))
-        if name is None or not standard or backbone.get("downsample_in_first_stage", False):
-            raise CheckpointError(f"{source}: unsupported HF ResNet variant (layer_type/depths/widths {key}, {widths})")
-        return BackboneConfig(name=name)
+        if backbone.get("hidden_act", "relu") != "relu":
+            raise CheckpointError(f"{source}: ResNet with hidden_act={backbone['hidden_act']!r} is not supported")
+        if backbone.get("num_channels", 3) != 3:
+            raise CheckpointError(f"{source}: ResNet with {backbone['num_channels']} input channels is not supported")
+        try:
+            resnet = ResNetConfig(
+                layer_type=backbone.get("layer_type", "bottleneck"),
+                depths=tuple(backbone.get("depths", (3, 4, 6, 3))),
+                hidden_sizes=tuple(backbone.get("hidden_sizes", (256, 512, 1024, 2048))),
+                embedding_size=int(backbone.get("embedding_size", 64)),
+                downsample_in_first_stage=bool(backbone.get("downsample_in_first_stage", False)),
+                downsample_in_bottleneck=bool(backbone.get("downsample_in_bottleneck", False)),
+            )
+        except ValueError as err:
+            raise CheckpointError(f"{source}: unsupported HF ResNet ({err})") from None
+        return BackboneConfig(name="resnet", resnet=resnet)
     raise CheckpointError(f"{source}: unsupported backbone model_type {kind!r} (supported: swin, resnet)")
 
 
@@ -67,7 +81,7 @@ def config_from_hf(hf: dict[str, Any], source: str) -> ModelConfig:
     if hf.get("activation_function", "relu") != "relu":
         raise CheckpointError(f"{source}: activation_function {hf['activation_function']!r} is not supported")
     labels = hf.get("id2label") or {}
-    num_classes = hf.get("num_labels", len(labels))
+    num_classes = hf.get("num_labels", len(labels) or HF_DEFAULT_NUM_LABELS)
     names = tuple(labels[str(i)] for i in range(num_classes)) if len(labels) == num_classes else None
     return ModelConfig(
         backbone=_backbone_from_hf(hf.get("backbone_config"), source),
