@@ -71,7 +71,7 @@ def train_runs(out: Path, config: AblationConfig) -> dict[tuple[str, str], Path]
         for variant in CONTRASTIVE[1:]:
             second = [
                 f"model.attention={attention}",
-                f"loss.contrastive_variant={variant}",
+                f"loss.outlier.variant={variant}",
                 f"train.init={stage1}",
                 f"optim.max_steps={config.contrastive_steps}",
                 *shared,

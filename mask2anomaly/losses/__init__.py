@@ -1,9 +1,9 @@
 """Training losses: Hungarian matching, the set criterion with deep supervision, outlier losses."""
 
+from mask2anomaly.losses.config import OutlierLossConfig
 from mask2anomaly.losses.mask_losses import dice_loss, pairwise_dice, pairwise_sigmoid_bce, sigmoid_bce_loss
 from mask2anomaly.losses.matcher import HungarianMatcher, Target
 from mask2anomaly.losses.outlier import (
-    OutlierLossConfig,
     bce_outlier_loss,
     mask_contrastive_loss,
     negative_likelihood,

@@ -37,57 +37,13 @@ the official code (``loss_ood``, ``loss_ood_0`` ...); :func:`outlier_loss` does 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from mask2anomaly.errors import UserError
+from mask2anomaly.losses.config import CONTRASTIVE_VARIANTS, OutlierLossConfig
 from mask2anomaly.losses.output import LossOutput
 from mask2anomaly.models.output import MaskTransformerOutput
-
-OUTLIER_LOSS_KINDS = ("contrastive", "bce", "rba")
-CONTRASTIVE_VARIANTS = ("as_published", "corrected")
-DEFAULT_MARGINS = {"contrastive": 0.75, "rba": 5.0}
-
-
-@dataclass(frozen=True)
-class OutlierLossConfig:
-    """Which outlier loss the second stage trains with.
-
-    Attributes:
-        kind: **contrastive** (Mask2Anomaly's mask contrastive loss), **bce** (its BCE alternative,
-            Eq. 26) or **rba** (RbA's squared hinge on ``-sum tanh``).
-        margin: the contrastive margin ``m`` (default 0.75, the paper's best) or RbA's outlier
-            threshold (default 5.0); ``None`` takes the kind's default; unused by **bce**.
-        variant: for **contrastive**: **as_published** (Eq. 11 and the official code) or
-            **corrected** (the paper's stated intent); must stay **as_published** for the others.
-        weight: multiplies the loss of every prediction (final and intermediate).
-    """
-
-    kind: str = "contrastive"
-    margin: float | None = None
-    variant: str = "as_published"
-    weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in OUTLIER_LOSS_KINDS:
-            raise UserError(f"outlier loss kind must be one of {OUTLIER_LOSS_KINDS}; got {self.kind!r}")
-        if self.variant not in CONTRASTIVE_VARIANTS:
-            raise UserError(f"outlier loss variant must be one of {CONTRASTIVE_VARIANTS}; got {self.variant!r}")
-        if self.kind != "contrastive" and self.variant != "as_published":
-            raise UserError(f"outlier loss variant {self.variant!r} applies to kind 'contrastive' only")
-        if self.margin is not None and self.kind == "bce":
-            raise UserError("outlier loss kind 'bce' has no margin; leave margin unset")
-        if self.margin is not None and self.margin <= 0:
-            raise UserError(f"outlier loss margin must be > 0; got {self.margin}")
-        if self.weight < 0:
-            raise UserError(f"outlier loss weight must be >= 0; got {self.weight}")
-
-    @property
-    def resolved_margin(self) -> float | None:
-        """The margin in use: the given one or the kind's default (``None`` for **bce**)."""
-        return self.margin if self.margin is not None else DEFAULT_MARGINS.get(self.kind)
 
 
 def _class_mask_marginal(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:

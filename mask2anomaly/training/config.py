@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mask2anomaly.losses.config import OutlierLossConfig
 from mask2anomaly.models.config import ModelConfig
 
 TARGETS = ("semantic", "panoptic")
-OUTLIER_LOSSES = ("none", "contrastive", "bce", "rba")
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,9 @@ class LossConfig:
         no_object_weight: cross-entropy weight of the "no object" class.
         num_points: points sampled per mask for the matcher and the mask losses.
         oversample_ratio, importance_sample_ratio: Mask2Former's uncertainty-based sampling.
-        outlier: ``"none"``, ``"contrastive"`` (mask contrastive loss), ``"bce"`` (paper Eq. 26)
-            or ``"rba"`` (RbA's outlier loss).
-        contrastive_variant: ``"as_published"`` (official formula) or ``"corrected"``.
-        margin: outlier margin m (paper's best 0.75).
-        outlier_weight: weight of the outlier loss in the total.
+        outlier: the stage-2 outlier loss, all its settings in one place (kind ``contrastive``,
+            ``bce`` or ``rba``, margin, variant, weight; each kind's defaults from its source, see
+            :class:`~mask2anomaly.losses.config.OutlierLossConfig`); ``None`` (stage 1): no outlier loss.
     """
 
     class_weight: float = 2.0
@@ -118,16 +116,33 @@ class LossConfig:
     num_points: int = 12544
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
-    outlier: str = "none"
-    contrastive_variant: str = "as_published"
-    margin: float = 0.75
-    outlier_weight: float = 1.0
+    outlier: OutlierLossConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.outlier not in OUTLIER_LOSSES:
-            raise ValueError(f"outlier must be one of {OUTLIER_LOSSES}, got {self.outlier!r}")
         if self.num_points < 1:
             raise ValueError(f"num_points must be at least 1, got {self.num_points}")
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    """The paper's unknown-instance mining used by the validation of an open-set panoptic run
+    (``data.target = panoptic`` and a validation set with panoptic labels); the same settings as
+    ``evaluate --mining-*`` (see :mod:`mask2anomaly.methods.open_set_panoptic`).
+
+    Attributes:
+        num_components: largest connected components examined (paper 000 Sec. 7.1: 2 / 2 / 3 for the
+            5 / 10 / 20% COCO splits).
+        iterations: label-propagation steps of the connected components (paper: 500).
+        overlap: reading of "overlap": ``iou`` (the paper's words), ``coverage`` or ``soft``.
+        min_overlap: least overlap of a component with its mask.
+        entropy: reading of "average entropy": ``normalised``, ``mean`` or ``binary``.
+    """
+
+    num_components: int = 3
+    iterations: int = 500
+    overlap: str = "iou"
+    min_overlap: float = 0.5
+    entropy: str = "normalised"
 
 
 @dataclass(frozen=True)
@@ -171,3 +186,4 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)

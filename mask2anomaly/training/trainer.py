@@ -32,15 +32,18 @@ from mask2anomaly.config_utils import to_dict
 from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.errors import UserError
 from mask2anomaly.inference import DatasetSource, Predictor, run
+from mask2anomaly.inference.consumers.panoptic import Mining, PanopticMetrics
 from mask2anomaly.inference.consumers.validation import Validation
+from mask2anomaly.inference.loop import Consumer
 from mask2anomaly.io_utils import write_text_atomic
-from mask2anomaly.losses import HungarianMatcher, OutlierLossConfig, SetCriterion, outlier_loss
+from mask2anomaly.losses import HungarianMatcher, SetCriterion, outlier_loss
 from mask2anomaly.methods import parse_method
+from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 from mask2anomaly.models import MaskTransformer
 from mask2anomaly.models.formats.state_dict import load_strict
 from mask2anomaly.models.loading import load_model
 from mask2anomaly.training.checkpoint import TrainingState, load_training_state, save_training_state
-from mask2anomaly.training.config import RunConfig
+from mask2anomaly.training.config import MiningConfig, RunConfig
 from mask2anomaly.training.data import Batch, TrainingData, collate
 from mask2anomaly.training.recipes import load_recipe
 
@@ -116,16 +119,7 @@ class Losses(nn.Module):
         )
         self.no_object_weight = loss.no_object_weight
         self.num_queries = config.model.num_queries
-        self.outlier = (
-            None
-            if loss.outlier == "none"
-            else OutlierLossConfig(
-                kind=loss.outlier,
-                margin=loss.margin,
-                variant=loss.contrastive_variant,
-                weight=loss.outlier_weight,
-            )
-        )
+        self.outlier = loss.outlier
 
     def class_normaliser(self, num_targets: list[int]) -> float:
         """Sum of cross-entropy weights over the images: matched queries 1, the others no-object."""
@@ -148,28 +142,45 @@ VALIDATION_METHOD = "mask2anomaly"
 """The anomaly score validated during training (paper Eq. 5)."""
 
 
-def validate(model: MaskTransformer, reader: datasets.Reader, max_images: int = 0) -> dict[str, float]:
+def validate(
+    model: MaskTransformer, reader: datasets.Reader, max_images: int = 0, mining: MiningConfig | None = None
+) -> dict[str, float]:
     """Closed-set mIoU and, when the set has anomaly labels, the pixel metrics of the
     Mask2Anomaly score, on the first ``max_images`` images of ``reader`` (0: all): one pass of the
-    inference loop; the model goes back to training mode afterwards.
+    inference loop; the model goes back to training mode afterwards. With ``mining`` (open-set
+    panoptic runs), also PQ of the known and of the unknown class, unknown instances found by the
+    paper's mining with those settings.
 
     Returns:
-        ``{"miou"}`` and ``{"auprc", "fpr95", "auroc"}`` as the set allows; fractions in [0, 1].
+        ``{"miou"}``, ``{"auprc", "fpr95", "auroc"}`` and ``{"pq", "pq_unknown"}`` as the set allows;
+        fractions in [0, 1].
     """
     was_training = model.training
     device = next(model.parameters()).device
     validation = Validation()
+    consumers: list[Consumer] = [validation]
+    panoptic = None
+    if mining is not None:
+        settings = OpenSetPanoptic(**{k: getattr(mining, k) for k in vars(mining)})
+        panoptic = PanopticMetrics([Mining("paper", settings)])
+        consumers.append(panoptic)
     try:
         run(
             DatasetSource(reader, max_images),
             Predictor(model, device),
             [parse_method(VALIDATION_METHOD)],
-            [validation],
+            consumers,
             progress="validate",
         )
     finally:
         model.train(was_training)
-    return {key.removeprefix(f"{VALIDATION_METHOD}/"): value for key, value in validation.result().items()}
+    metrics = {key.removeprefix(f"{VALIDATION_METHOD}/"): value for key, value in validation.result().items()}
+    if panoptic is not None:
+        summary = panoptic.result()["paper"]
+        metrics["pq"] = summary["all"]["pq"]
+        if "unknown" in summary:
+            metrics["pq_unknown"] = summary["unknown"]["pq"]
+    return metrics
 
 
 def _due(step: int, every: int, last: int) -> bool:
@@ -282,7 +293,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
             log.write(step, total, lr, terms, time.perf_counter() - started)
         summary: dict[str, Any] = {"step": step, "loss": total, **generator}
         if val_reader is not None and process.is_main and _due(step, config.train.val_every, config.optim.max_steps):
-            metrics = validate(model, val_reader, config.train.val_images)
+            mining = config.mining if config.data.target == "panoptic" else None
+            metrics = validate(model, val_reader, config.train.val_images, mining)
             summary.update({f"val_{k}": v for k, v in metrics.items()})
             log.validation(step, metrics)
         if process.is_main and (step % config.train.checkpoint_every == 0 or step == config.optim.max_steps):

@@ -36,7 +36,7 @@ def test_paper_settings():
         90000,
     )
     assert tuple(stage1.data.crop_size) == (380, 760) and stage1.model.attention == "global_masked"
-    assert (stage2.optim.lr, stage2.optim.batch_size, stage2.loss.outlier, stage2.loss.margin) == (
+    assert (stage2.optim.lr, stage2.optim.batch_size, stage2.loss.outlier.kind, stage2.loss.outlier.margin) == (
         1e-5,
         8,
         "contrastive",

@@ -3,7 +3,10 @@ bad input fails early and a NaN loss keeps the last good checkpoint."""
 
 from __future__ import annotations
 
+import ast
+import csv
 import json
+import math
 import os
 import signal
 import socket
@@ -23,9 +26,14 @@ from mask2anomaly.config_utils import to_dict
 from mask2anomaly.data import open_spec
 from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.errors import UserError
+from mask2anomaly.inference import EvaluateConfig, OpenSetOptions, evaluate
+from mask2anomaly.losses import OutlierLossConfig
+from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 from mask2anomaly.models.postprocess import semantic_marginal
 from mask2anomaly.training import trainer as trainer_module
 from mask2anomaly.training.checkpoint import load_training_state
+from mask2anomaly.training.config import MiningConfig
+from mask2anomaly.training.recipes import load_recipe
 from mask2anomaly.training.trainer import TrainingError, train
 from tests.training.tiny_run import tiny_run
 
@@ -220,7 +228,7 @@ def test_contrastive_stage_starts_from_stage_one_and_trains_on_pasted_outliers(t
     config = replace(
         config,
         data=replace(config.data, outlier_pool="synthetic", anomaly_mix_probability=1.0),
-        loss=replace(config.loss, outlier="contrastive", contrastive_variant="corrected"),
+        loss=replace(config.loss, outlier=OutlierLossConfig(variant="corrected")),
         train=replace(config.train, init=str(stage1)),
     )
     start = trainer_module.build_model(config).state_dict()
@@ -261,3 +269,51 @@ def test_a_log_whose_header_a_kill_lost_gets_it_back(tmp_path, damage):
     assert lines[0] == header.strip()
     expected_steps = ["1", "2", "3"] if damage == "no header" else ["3"]
     assert [line.split(",")[0] for line in lines[1:]] == expected_steps
+
+
+@pytest.mark.parametrize("kind", ["bce", "rba"])
+def test_every_outlier_loss_trains_from_the_contrastive_recipe(tmp_path, kind):
+    """One configuration for the outlier loss: replacing it in the shipped contrastive recipe gives
+    a trainable run whose loss has the kind's own defaults (RbA's margin 5, no margin for BCE)."""
+    recipe = load_recipe("synthetic_cpu_contrastive", [f"loss.outlier={{kind: {kind}}}"])
+    assert recipe.loss.outlier.resolved_margin == {"bce": None, "rba": 5.0}[kind]
+    config = tiny_run(steps=1)
+    config = replace(
+        config,
+        data=replace(config.data, outlier_pool="synthetic", anomaly_mix_probability=1.0),
+        loss=replace(config.loss, outlier=recipe.loss.outlier),
+    )
+    train(config, tmp_path / "run")
+    with open(tmp_path / "run/log.csv", newline="") as log:
+        (row,) = list(csv.DictReader(log))
+    value = ast.literal_eval(row["terms"])["loss_outlier"]
+    assert math.isfinite(value) and value > 0
+
+
+def test_panoptic_run_validates_with_the_recipe_mining(tmp_path):
+    """A panoptic run's validation reports PQ and PQ unknown with the run's mining settings: the
+    numbers equal those of `evaluate --task ops` with the same settings on the same model."""
+    config = tiny_run(steps=1)
+    config = replace(
+        config,
+        data=replace(config.data, target="panoptic", val="synthetic:test?n=2&size=64x128"),
+        mining=MiningConfig(num_components=2, iterations=40, overlap="coverage"),
+    )
+    checkpoint = train(config, tmp_path / "run")
+    summary = json.loads((tmp_path / "run/last.json").read_text())
+    payload = evaluate(
+        EvaluateConfig(
+            model=str(checkpoint),
+            datasets=("synthetic:test?n=2&size=64x128",),
+            methods=("mask2anomaly",),
+            out=tmp_path / "eval",
+            tasks=("ops",),
+            examples=0,
+            open_set=OpenSetOptions(panoptic=OpenSetPanoptic(num_components=2, iterations=40, overlap="coverage")),
+            device="cpu",
+        )
+    )
+    (entry,) = payload["datasets"].values()
+    paper = entry["open_panoptic"]["paper"]
+    assert summary["val_pq"] == paper["all"]["pq"] and summary["val_pq_unknown"] == paper["unknown"]["pq"]
+    assert payload["mining"]["overlap"] == "coverage" and payload["mining"]["num_components"] == 2
