@@ -154,12 +154,15 @@ class Predictor:
         pixel_values, sizes = self.model.preprocess([image])
         pixel_values = pixel_values.to(self.device)
         size = (pixel_values.shape[-2], pixel_values.shape[-1])
-        output = self.model(pixel_values)
-        flipped = self.model(pixel_values.flip(-1)) if flip else None
         if self.is_mask_model:
+            output = self.model(pixel_values)
+            flipped = self.model(pixel_values.flip(-1)) if flip else None
             ctx = ScoreContext.from_masks(output, size, flipped)
         else:
-            ctx = ScoreContext.from_logits(output, size, flipped)
+            dense = getattr(self.model, "forward_dense", None)
+            logits, dataset = dense(pixel_values) if dense is not None else (self.model(pixel_values), None)
+            flipped = self.model(pixel_values.flip(-1)) if flip else None
+            ctx = ScoreContext.from_logits(logits, size, flipped, dataset)
         return Frame(ctx, sizes[0], (height, width))
 
 

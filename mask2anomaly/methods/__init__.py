@@ -19,6 +19,7 @@ from typing import Any
 from mask2anomaly.errors import UserError
 from mask2anomaly.methods.base import AnomalyMethod, ScoreContext, score_methods
 from mask2anomaly.methods.baselines import MSP, Energy, Entropy, MaxLogit
+from mask2anomaly.methods.densehybrid import DenseHybrid
 from mask2anomaly.methods.mask2anomaly import Mask2Anomaly, refinement_classes, refinement_mask
 from mask2anomaly.methods.maskomaly import Maskomaly, QueryOverlap, QuerySelection
 from mask2anomaly.methods.rba import RbA
@@ -31,6 +32,7 @@ METHODS: dict[str, type[AnomalyMethod]] = {
     "energy": Energy,
     "maskomaly": Maskomaly,
     "rba": RbA,
+    "densehybrid": DenseHybrid,
 }
 """Registry: method key -> class. Options per method are in each class's ``flags``."""
 
@@ -60,6 +62,7 @@ __all__ = [
     "METHODS",
     "MSP",
     "AnomalyMethod",
+    "DenseHybrid",
     "Energy",
     "Entropy",
     "Mask2Anomaly",

@@ -48,12 +48,15 @@ class ScoreContext:
         logits: per-pixel class logits ``[B, K, h, w]``, or ``None`` for a mask transformer.
         flipped: the context of the horizontally flipped images (for test-time augmentation), or
             ``None``.
+        dataset_logits: DenseHybrid's dataset-posterior logits ``[B, 2, h, w]`` (inlier, outlier)
+            when the model has that head (a mask transformer's come with its output).
     """
 
     size: tuple[int, int]
     output: MaskTransformerOutput | None = None
     logits: torch.Tensor | None = None
     flipped: ScoreContext | None = None
+    dataset_logits: torch.Tensor | None = None
     _cache: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
@@ -64,18 +67,23 @@ class ScoreContext:
         flipped_output: MaskTransformerOutput | None = None,
     ) -> ScoreContext:
         """Context of a mask transformer's output, optionally with the output for the flipped images."""
-        flipped = None if flipped_output is None else cls(tuple(size), output=flipped_output)
-        return cls(tuple(size), output=output, flipped=flipped)
+        flipped = None if flipped_output is None else cls.from_masks(flipped_output, size)
+        return cls(tuple(size), output=output, flipped=flipped, dataset_logits=output.dataset_logits)
 
     @classmethod
     def from_logits(
-        cls, logits: torch.Tensor, size: tuple[int, int], flipped_logits: torch.Tensor | None = None
+        cls,
+        logits: torch.Tensor,
+        size: tuple[int, int],
+        flipped_logits: torch.Tensor | None = None,
+        dataset_logits: torch.Tensor | None = None,
     ) -> ScoreContext:
-        """Context of a per-pixel classifier's logits ``[B, K, h, w]``."""
+        """Context of a per-pixel classifier's logits ``[B, K, h, w]`` (and its dataset-posterior
+        logits ``[B, 2, h, w]`` when it has DenseHybrid's head)."""
         if logits.dim() != 4:
             raise UserError(f"per-pixel logits must be [B, K, H, W], got shape {tuple(logits.shape)}")
         flipped = None if flipped_logits is None else cls(tuple(size), logits=flipped_logits)
-        return cls(tuple(size), logits=logits, flipped=flipped)
+        return cls(tuple(size), logits=logits, flipped=flipped, dataset_logits=dataset_logits)
 
     def __post_init__(self) -> None:
         if (self.output is None) == (self.logits is None):
@@ -172,6 +180,36 @@ class ScoreContext:
         if tuple(self.logits.shape[-2:]) == self.size:
             return self.logits
         return F.interpolate(self.logits, size=self.size, mode="bilinear", align_corners=False)
+
+    @property
+    def log_outlier_posterior(self) -> torch.Tensor:
+        """``[B, H, W]`` log P(d_out | x) of DenseHybrid's head: its logits upsampled (bilinear) to
+        :attr:`size`, then a log-softmax over the two channels."""
+
+        def compute() -> torch.Tensor:
+            if self.dataset_logits is None:
+                raise UserError("this model has no dataset-posterior head (DenseHybrid)")
+            logits = self.dataset_logits
+            if tuple(logits.shape[-2:]) != self.size:
+                logits = F.interpolate(logits, size=self.size, mode="bilinear", align_corners=False)
+            return logits.log_softmax(1)[:, 1]
+
+        return self._cached("log_outlier_posterior", compute)
+
+    @property
+    def log_known_likelihood(self) -> torch.Tensor:
+        """``[B, H, W]`` log of the unnormalised density of the known classes, DenseHybrid's
+        ``log p̂(x)``: ``logsumexp`` of a per-pixel model's logits; for a mask transformer, whose
+        class scores are mask-weighted probabilities rather than logits, ``log sum_c f_c`` (the
+        marginal read as ``exp`` of logits, so the known-class mass covering the pixel)."""
+
+        def compute() -> torch.Tensor:
+            if self.output is None:
+                return torch.logsumexp(self.class_scores, 1)
+            mass = self.class_scores.sum(1)
+            return mass.clamp_min(torch.finfo(mass.dtype).tiny).log()
+
+        return self._cached("log_known_likelihood", compute)
 
     @property
     def class_scores(self) -> torch.Tensor:

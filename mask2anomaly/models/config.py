@@ -156,6 +156,7 @@ class ModelConfig:
             ``"global_masked"`` (Mask2Anomaly's GMA).
         gma_weights: ``"separate"`` (two attention modules, foreground and background, as in the
             official code and its checkpoints) or ``"shared"`` (one module used twice, Eq. 8).
+        dataset_head: add DenseHybrid's dataset-posterior head on the mask features (paper 001).
     """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -176,6 +177,7 @@ class ModelConfig:
     common_stride: int = 4
     attention: str = "masked"
     gma_weights: str = "separate"
+    dataset_head: bool = False
 
     def __post_init__(self) -> None:
         positive = ("num_classes", "num_queries", "hidden_dim", "num_heads", "dim_feedforward", "conv_dim", "mask_dim")

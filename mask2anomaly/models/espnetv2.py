@@ -45,6 +45,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import re
@@ -57,9 +58,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from mask2anomaly.config_utils import from_dict, to_dict
 from mask2anomaly.errors import CheckpointError, UserError
+from mask2anomaly.io_utils import atomic_path
+from mask2anomaly.models.dataset_head import DatasetPosteriorHead
+from mask2anomaly.models.formats.native import load_safetensors
 from mask2anomaly.models.formats.state_dict import as_tensors, load_strict, read_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -100,6 +107,8 @@ class ESPNetV2Config:
         input_size: ``(H, W)`` the network was trained and is evaluated at (the Cityscapes
             checkpoints: :data:`TRAINED_SIZE`), which inference resizes images to by default;
             ``None`` runs it at each image's own size.
+        dataset_head: DenseHybrid's dataset-posterior head on the last decoder features (stride 2,
+            ``2 * decoder_width`` channels), read by :meth:`ESPNetV2Segmentation.forward_dense`.
     """
 
     scale: float = 2.0
@@ -107,6 +116,7 @@ class ESPNetV2Config:
     background_channel: bool = True
     decoder_width: int = 16
     input_size: tuple[int, int] | None = None
+    dataset_head: bool = False
 
     def __post_init__(self) -> None:
         if self.scale not in ENCODER_CHANNELS:
@@ -392,6 +402,7 @@ class ESPNetV2Segmentation(nn.Module):
         self.bu_br_l2 = nn.Sequential(nn.BatchNorm2d(planes[0]), nn.PReLU(planes[0]))
         self.bu_br_l3 = nn.Sequential(nn.BatchNorm2d(planes[1]), nn.PReLU(planes[1]))
         self.bu_br_l4 = nn.Sequential(nn.BatchNorm2d(planes[2]), nn.PReLU(planes[2]))
+        self.dataset_head = DatasetPosteriorHead(planes[2]) if config.dataset_head else None
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -400,6 +411,13 @@ class ESPNetV2Segmentation(nn.Module):
 
         ``K`` is ``config.num_classes``, or ``config.out_channels`` with ``include_background``.
         """
+        return self.forward_dense(pixel_values, include_background)[0]
+
+    def forward_dense(
+        self, pixel_values: torch.Tensor, include_background: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Class logits as :meth:`forward`, and DenseHybrid's dataset-posterior logits ``(B, 2, H, W)``
+        (``None`` without the head), both upsampled to the input size."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise UserError(f"ESPNetv2 expects pixel values (B, 3, H, W), got {tuple(pixel_values.shape)}")
         size = pixel_values.shape[-2:]
@@ -410,11 +428,13 @@ class ESPNetV2Segmentation(nn.Module):
         del f8
         x = self.bu_dec_l3(self.bu_br_l3(_upsample_to(x, f4.shape[-2:]) + self.merge_enc_dec_l3(f4)))
         del f4
-        x = self.bu_dec_l4(self.bu_br_l4(_upsample_to(x, f2.shape[-2:]) + self.merge_enc_dec_l4(f2)))
+        features = self.bu_br_l4(_upsample_to(x, f2.shape[-2:]) + self.merge_enc_dec_l4(f2))
         del f2
+        x = self.bu_dec_l4(features)
         if not include_background:
             x = x[:, : self.config.num_classes]
-        return _upsample_to(x, size)
+        dataset = None if self.dataset_head is None else _upsample_to(self.dataset_head(features), size)
+        return _upsample_to(x, size), dataset
 
     def preprocess(
         self, images: Sequence[np.ndarray], size: tuple[int, int] | None = None
@@ -521,9 +541,10 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "sta
         raise CheckpointError(f"{source}: ESPNetv2 encoder widths {channels} match no known scale")
     out_channels = int(state["bu_dec_l4.merge_layer.3.weight"].shape[0])
     decoder_width = int(state["bu_dec_l1.merge_layer.3.weight"].shape[0]) // 4
+    head = any(k.startswith("dataset_head.") for k in state)
     if out_channels == 20:
-        return ESPNetV2Config(scales[0], 19, True, decoder_width, TRAINED_SIZE)
-    return ESPNetV2Config(scales[0], out_channels, False, decoder_width)
+        return ESPNetV2Config(scales[0], 19, True, decoder_width, TRAINED_SIZE, head)
+    return ESPNetV2Config(scales[0], out_channels, False, decoder_width, dataset_head=head)
 
 
 def _read_checkpoint(path: Path) -> object:
@@ -549,12 +570,45 @@ def _read_checkpoint(path: Path) -> object:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
 
 
+ESPNETV2_CONFIG_KEY = "mask2anomaly.espnetv2"
+"""Metadata key of the :class:`ESPNetV2Config` in the safetensors files this package writes."""
+
+
+def save_espnetv2(model: ESPNetV2Segmentation, path: str | Path, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``model`` (plus ``extra`` tensors, e.g. a training checkpoint's optimiser state) to a
+    ``.safetensors`` file atomically, its configuration in the metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in {**model.state_dict(), **(extra or {})}.items()}
+    metadata = {ESPNETV2_CONFIG_KEY: json.dumps(to_dict(model.config))}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def read_espnetv2_config(path: Path) -> ESPNetV2Config | None:
+    """The configuration a file written by :func:`save_espnetv2` carries, or ``None``."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            text = (handle.metadata() or {}).get(ESPNETV2_CONFIG_KEY)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot read safetensors ({err})") from None
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"{path}: the ESPNetv2 configuration in the metadata is not JSON") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: the ESPNetv2 configuration in the metadata is not a JSON object")
+    return from_dict(ESPNetV2Config, data, where=str(path))
+
+
 def load_espnetv2(path: str | Path, device: str | torch.device = "cpu") -> ESPNetV2Segmentation:
     """Build the network a published ESPNetv2 segmentation state dict describes and load it with
     every key used; returned in eval mode on ``device``.
 
     Accepts the bare state dict (the EdgeNets ``model_zoo`` files), a dict holding it under
-    ``state_dict`` or ``model``, and ``module.``-prefixed keys (``DataParallel``).
+    ``state_dict`` or ``model``, ``module.``-prefixed keys (``DataParallel``), and the
+    ``.safetensors`` files this package writes (fine-tuned networks, DenseHybrid's head included;
+    a training checkpoint's optimiser state is skipped).
 
     Raises:
         CheckpointError: Missing, unreadable or not an ESPNetv2 segmentation checkpoint, or any
@@ -563,6 +617,13 @@ def load_espnetv2(path: str | Path, device: str | torch.device = "cpu") -> ESPNe
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: ESPNetv2 checkpoint not found")
+    if path.suffix.lower() == ".safetensors":
+        tensors = load_safetensors(path)
+        state = {k: v for k, v in tensors.items() if not k.startswith(("optimizer.", "flow."))}
+        config = read_espnetv2_config(path) or config_from_state_dict(state, str(path))
+        model = ESPNetV2Segmentation(config)
+        load_strict(model, state, str(path))
+        return model.to(device).eval()
     raw = _read_checkpoint(path)
     if isinstance(raw, Mapping):
         for key in ("state_dict", "model"):

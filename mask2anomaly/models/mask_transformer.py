@@ -12,6 +12,7 @@ from mask2anomaly.errors import UserError
 from mask2anomaly.models.backbones import build_backbone
 from mask2anomaly.models.backbones.pretrained import load_pretrained_backbone
 from mask2anomaly.models.config import ModelConfig
+from mask2anomaly.models.dataset_head import DatasetPosteriorHead
 from mask2anomaly.models.output import MaskTransformerOutput
 from mask2anomaly.models.pixel_decoder import MSDeformAttnPixelDecoder
 from mask2anomaly.models.preprocess import SIZE_DIVISOR, normalize_images
@@ -64,6 +65,7 @@ class MaskTransformer(nn.Module):
             attention=config.attention,
             gma_weights=config.gma_weights,
         )
+        self.dataset_head = DatasetPosteriorHead(config.mask_dim) if config.dataset_head else None
         if config.backbone.pretrained and load_pretrained:
             load_pretrained_backbone(self.backbone, config.backbone.pretrained)
         if config.backbone.freeze:
@@ -79,7 +81,7 @@ class MaskTransformer(nn.Module):
 
         Returns:
             :class:`MaskTransformerOutput` with ``class_logits [B, Q, K + 1]`` and
-            ``mask_logits [B, Q, H/4, W/4]``.
+            ``mask_logits [B, Q, H/4, W/4]`` (and ``dataset_logits [B, 2, H/4, W/4]`` with the head).
         """
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise UserError(f"model input has shape {tuple(pixel_values.shape)}, expected [B, 3, H, W]")
@@ -89,7 +91,8 @@ class MaskTransformer(nn.Module):
         predictions = self.decoder(pixels.multi_scale_features, pixels.mask_features, intermediate=with_aux)
         final = predictions[-1]
         aux = tuple(predictions[:-1]) if with_aux else ()
-        return MaskTransformerOutput(final.class_logits, final.mask_logits, aux)
+        dataset = None if self.dataset_head is None else self.dataset_head(pixels.mask_features)
+        return MaskTransformerOutput(final.class_logits, final.mask_logits, aux, dataset)
 
     def preprocess(self, images: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Normalise and pad ``[H, W, 3]`` uint8 RGB images into ``pixel_values [B, 3, H', W']`` on the

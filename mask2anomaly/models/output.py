@@ -29,8 +29,11 @@ class MaskTransformerOutput:
         mask_logits: ``[B, Q, H/4, W/4]`` of the last decoder layer.
         aux: the predictions made after the query initialisation and after each decoder layer but
             the last, in order (``num_decoder_layers`` entries); empty when not requested.
+        dataset_logits: ``[B, 2, H/4, W/4]`` DenseHybrid's dataset-posterior logits (inlier,
+            outlier) when the model has that head, else ``None``.
     """
 
     class_logits: torch.Tensor
     mask_logits: torch.Tensor
     aux: tuple[MaskPrediction, ...] = ()
+    dataset_logits: torch.Tensor | None = None

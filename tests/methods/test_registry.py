@@ -27,7 +27,20 @@ def _scene() -> MaskTransformerOutput:
     masks[2, 2:6] = ON
     masks[2, 3:5, 3:5] = OFF
     masks[49, 3:5, 3:5] = ON
-    return MaskTransformerOutput(class_logits(rows, K)[None].repeat(2, 1, 1), masks[None].repeat(2, 1, 1, 1))
+    return MaskTransformerOutput(
+        class_logits(rows, K)[None].repeat(2, 1, 1), masks[None].repeat(2, 1, 1, 1), dataset_logits=DATASET_LOGITS
+    )
+
+
+def _dataset_logits() -> torch.Tensor:
+    """DenseHybrid's head on the same 8 x 8 grid: outlier where the anomaly is, inlier elsewhere."""
+    logits = torch.zeros(2, 2, 8, 8, dtype=torch.float64)
+    logits[:, 1] = -4.0
+    logits[:, 1, 3:5, 3:5] = 4.0
+    return logits
+
+
+DATASET_LOGITS = _dataset_logits()
 
 
 SCENE = _scene()
@@ -44,7 +57,7 @@ def _context(method_name: str) -> ScoreContext:
     logits = torch.zeros(2, K, 8, 8, dtype=torch.float64)
     logits[:, 0] = 6.0
     logits[:, 0, 3:5, 3:5] = 0.0
-    return ScoreContext.from_logits(logits, SIZE, logits.flip(-1))
+    return ScoreContext.from_logits(logits, SIZE, logits.flip(-1), DATASET_LOGITS)
 
 
 @pytest.mark.parametrize("name", [*method_names(), "mask2anomaly+refine+tta", "mask2anomaly+refine_paper+tta"])

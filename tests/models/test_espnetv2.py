@@ -23,6 +23,7 @@ from mask2anomaly.models.espnetv2 import (
     load_espnetv2,
     msp_anomaly_score,
     predict_logits,
+    save_espnetv2,
     working_size,
 )
 
@@ -202,3 +203,17 @@ def test_msp_anomaly_scores_on_real_full_resolution_images(model_s2, shared_data
         assert np.isfinite(result.auprc)
         assert result.auprc > auprc_factor * base_rate, (sample.name, result.auprc, base_rate)
         assert result.auroc > min_auroc, (sample.name, result.auroc)
+
+
+def test_fine_tuned_network_round_trips_with_its_head_and_input_size(tmp_path):
+    torch.manual_seed(0)
+    config = ESPNetV2Config(scale=0.5, num_classes=7, background_channel=False, input_size=(64, 128), dataset_head=True)
+    model = ESPNetV2Segmentation(config).eval()
+    extra = {"optimizer.step": torch.tensor(3)}
+    save_espnetv2(model, tmp_path / "m.safetensors", extra)
+    loaded = load_espnetv2(tmp_path / "m.safetensors")
+    assert loaded.config == config
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        for ours, theirs in zip(loaded.forward_dense(x), model.forward_dense(x), strict=True):
+            torch.testing.assert_close(ours, theirs)
