@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from mask2anomaly.errors import UserError
 from mask2anomaly.losses.config import CONTRASTIVE_VARIANTS, OutlierLossConfig
+from mask2anomaly.losses.densehybrid import POSTERIOR_FACTOR, likelihood_term, posterior_term, resize_logits
 from mask2anomaly.losses.output import LossOutput
 from mask2anomaly.models.output import MaskTransformerOutput
 
@@ -203,9 +204,11 @@ def outlier_loss(
 
     Returns:
         Terms ``loss_outlier`` (final) and ``loss_outlier_{i}`` (``output.aux[i]``), each times
-        ``config.weight``.
+        ``config.resolved_weight``.
     """
     size = tuple(outlier_mask.shape[-2:])
+    if config.kind == "densehybrid":
+        return _densehybrid_loss(output, outlier_mask, config, ignore)
     predictions = [("", output.class_logits, output.mask_logits)]
     predictions += [(f"_{i}", aux.class_logits, aux.mask_logits) for i, aux in enumerate(output.aux)]
     terms: dict[str, torch.Tensor] = {}
@@ -224,5 +227,26 @@ def outlier_loss(
                 config.resolved_margin,
                 config.variant,
             )
-        terms["loss_outlier" + suffix] = config.weight * value
+        terms["loss_outlier" + suffix] = config.resolved_weight * value
     return LossOutput(total=torch.stack(list(terms.values())).sum(), terms=terms)
+
+
+def _densehybrid_loss(
+    output: MaskTransformerOutput, negatives: torch.Tensor, config: OutlierLossConfig, ignore: torch.Tensor | None
+) -> LossOutput:
+    """DenseHybrid's terms on a mask transformer's final prediction (the dataset-posterior head
+    only exists there): ``log sum_c f_c`` of the marginal at stride 4, upsampled like the other
+    outlier losses' scores, and the head's logits upsampled to the label size."""
+    if output.dataset_logits is None:
+        raise UserError("loss.outlier kind 'densehybrid' needs the dataset-posterior head: set model.dataset_head=true")
+    size = tuple(negatives.shape[-2:])
+    mass = _class_mask_marginal(output.class_logits, output.mask_logits).sum(1)
+    log_likelihood = _resize(mass.clamp_min(torch.finfo(mass.dtype).tiny).log(), size)
+    beta = config.resolved_weight
+    terms = {
+        "loss_likelihood": beta * likelihood_term(log_likelihood, negatives, ignore),
+        "loss_posterior": beta
+        * POSTERIOR_FACTOR
+        * posterior_term(resize_logits(output.dataset_logits, size), negatives, ignore),
+    }
+    return LossOutput(total=terms["loss_likelihood"] + terms["loss_posterior"], terms=terms)

@@ -226,7 +226,7 @@ def test_outlier_loss_sums_the_final_and_every_intermediate_prediction(config, l
     assert isinstance(result, LossOutput)
     assert list(result.terms) == ["loss_outlier", "loss_outlier_0", "loss_outlier_1"]
     for name, layer in zip(result.terms, layers, strict=True):
-        torch.testing.assert_close(result.terms[name], config.weight * loss(*layer, outlier))
+        torch.testing.assert_close(result.terms[name], config.resolved_weight * loss(*layer, outlier))
     torch.testing.assert_close(result.total, sum(result.terms.values()))
 
 
