@@ -67,8 +67,11 @@ def _load_detectron2(path: Path, device: str | torch.device, overrides: dict[str
 def _load_native_file(path: Path, device: str | torch.device, config: ModelConfig | None) -> MaskTransformer:
     config = config or read_native_config(path)
     if config is None:
-        raise CheckpointError(f"{path}: safetensors file without a mask2anomaly config in its metadata")
-    state = {k: v for k, v in load_safetensors(path).items() if not k.startswith("optimizer.")}
+        raise CheckpointError(
+            f"{path}: safetensors file without a mask2anomaly config in its metadata "
+            "(an ESPNetv2 network is loaded as espnetv2:PATH)"
+        )
+    state = {k: v for k, v in load_safetensors(path).items() if not k.startswith(("optimizer.", "flow."))}
     return _build(config, state, str(path), device)
 
 

@@ -3,8 +3,9 @@ metadata, the run configuration and the step — written atomically, so a crash 
 previous checkpoint or the new one, never a mixture.
 
 The model weights keep their names and the model configuration sits under the usual metadata key,
-so :func:`mask2anomaly.load_model` reads a training checkpoint directly (it skips the optimiser
-tensors, stored under ``optimizer.``). Randomness needs no saved state: every random draw of a run
+so :func:`mask2anomaly.load_model` (``espnetv2:PATH`` for an ESPNetv2 run) reads a training
+checkpoint directly (it skips the optimiser tensors, stored under ``optimizer.``, and the weights of
+DenseHybrid's flow, under ``flow.``). Randomness needs no saved state: every random draw of a run
 derives from its seed and the global sample number (:mod:`mask2anomaly.training.data`).
 """
 
@@ -23,6 +24,7 @@ from mask2anomaly import __version__
 from mask2anomaly.config_utils import from_dict, to_dict
 from mask2anomaly.errors import CheckpointError
 from mask2anomaly.io_utils import atomic_path
+from mask2anomaly.models.espnetv2 import ESPNETV2_CONFIG_KEY
 from mask2anomaly.models.formats.native import CONFIG_KEY
 from mask2anomaly.training.config import RunConfig
 
@@ -61,11 +63,11 @@ def save_training_state(path: Path, state: TrainingState, extra: dict[str, Any] 
         "optimizer_scalars": scalars,
         "extra": extra or {},
     }
-    metadata = {
-        CONFIG_KEY: json.dumps(to_dict(state.config.model)),
-        TRAINING_KEY: json.dumps(training),
-        "mask2anomaly.version": __version__,
-    }
+    metadata = {TRAINING_KEY: json.dumps(training), "mask2anomaly.version": __version__}
+    if state.config.espnetv2 is not None:
+        metadata[ESPNETV2_CONFIG_KEY] = json.dumps(to_dict(state.config.espnetv2))
+    else:
+        metadata[CONFIG_KEY] = json.dumps(to_dict(state.config.model))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 

@@ -10,8 +10,39 @@ from dataclasses import dataclass, field
 
 from mask2anomaly.losses.config import OutlierLossConfig
 from mask2anomaly.models.config import ModelConfig
+from mask2anomaly.models.espnetv2 import ESPNetV2Config
 
 TARGETS = ("semantic", "panoptic")
+NEGATIVE_SOURCES = ("pool", "flow", "mixed")
+
+
+@dataclass(frozen=True)
+class NegativesConfig:
+    """DenseHybrid's pasted negatives, one per training crop (:mod:`mask2anomaly.data.negatives`).
+
+    Attributes:
+        source: ``pool`` (real negatives from ``data.outlier_pool``), ``flow`` (samples of the
+            jointly trained normalising flow, see the ``flow`` section) or ``mixed``.
+        patch: side of the negative window (the authors: 192 in 512 crops; the flow's patch size).
+        jitter: range of the random factor on the negative's scale (the authors: 0.5-2).
+        rectangle_probability: chance that a rectangle rather than the object mask is pasted (0.5).
+        real_probability: with ``mixed``, the chance that a crop's negative is real (paper 001's b).
+    """
+
+    source: str = "pool"
+    patch: int = 192
+    jitter: tuple[float, ...] = (0.5, 2.0)
+    rectangle_probability: float = 0.5
+    real_probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.source not in NEGATIVE_SOURCES:
+            raise ValueError(f"negatives.source must be one of {NEGATIVE_SOURCES}, got {self.source!r}")
+        if self.patch < 8 or len(self.jitter) != 2 or not 0 < self.jitter[0] <= self.jitter[1]:
+            raise ValueError("negatives: patch must be at least 8 and jitter a range (low, high) of positive factors")
+        for name in ("rectangle_probability", "real_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"negatives.{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -31,6 +62,8 @@ class DataConfig:
         outlier_pool: AnomalyMix cut-outs: ``synthetic``, ``folder:PATH`` or ``coco:PANOPTIC_JSON``;
             ``None`` disables pasting.
         anomaly_mix_probability: chance that a training image gets a pasted outlier.
+        negatives: DenseHybrid's pasting (one negative per crop, after the augmentation) instead of
+            AnomalyMix; its real negatives come from ``outlier_pool``.
         num_workers: data-loading processes.
     """
 
@@ -44,6 +77,7 @@ class DataConfig:
     color_jitter: bool = True
     outlier_pool: str | None = None
     anomaly_mix_probability: float = 0.2
+    negatives: NegativesConfig | None = None
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -51,6 +85,8 @@ class DataConfig:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if len(self.crop_size) != 2 or len(self.short_edge) != 2:
             raise ValueError("crop_size and short_edge need two values each")
+        if self.negatives is not None and self.negatives.source != "flow" and self.outlier_pool is None:
+            raise ValueError(f"negatives from {self.negatives.source!r} need data.outlier_pool (the real negatives)")
 
 
 @dataclass(frozen=True)
@@ -178,8 +214,45 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FlowConfig:
+    """The normalising flow that generates DenseHybrid's synthetic negatives, trained with the
+    segmentation model (:mod:`mask2anomaly.training.flow`). Its patches are ``data.negatives.patch``
+    pixels wide.
+
+    Attributes:
+        levels: multi-scale levels (each halves the resolution and splits off half the channels).
+        blocks: Glow blocks (actnorm, invertible 1x1 convolution, affine coupling) per level.
+        hidden: channels of the coupling networks.
+        lr: the flow's learning rate (its own optimiser group, no weight decay).
+        border_weight: weight of the term that draws samples to the border of the inlier
+            distribution (the closed-set prediction on them made uniform), against the likelihood
+            of inlier patches.
+        inlier_patches: inlier patches per image for the flow's likelihood term.
+    """
+
+    levels: int = 2
+    blocks: int = 4
+    hidden: int = 64
+    lr: float = 1e-4
+    border_weight: float = 0.1
+    inlier_patches: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("levels", "blocks", "hidden", "inlier_patches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"flow.{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0 or self.border_weight < 0:
+            raise ValueError("flow.lr must be positive and flow.border_weight not negative")
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything a training run needs."""
+    """Everything a training run needs.
+
+    ``espnetv2`` set makes the run train that per-pixel network (``model`` is then unused); ``flow``
+    set trains DenseHybrid's normalising flow beside the model (``data.negatives`` from ``flow`` or
+    ``mixed``).
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -187,3 +260,19 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
+    espnetv2: ESPNetV2Config | None = None
+    flow: FlowConfig | None = None
+
+    def __post_init__(self) -> None:
+        negatives = self.data.negatives
+        uses_flow = negatives is not None and negatives.source != "pool"
+        if uses_flow != (self.flow is not None):
+            raise ValueError("a flow section goes with data.negatives.source flow or mixed, and only with them")
+        if self.flow is not None and negatives is not None and negatives.patch % 2**self.flow.levels:
+            raise ValueError(f"data.negatives.patch must be divisible by 2^flow.levels = {2**self.flow.levels}")
+        outlier = self.loss.outlier
+        has_head = self.espnetv2.dataset_head if self.espnetv2 is not None else self.model.dataset_head
+        if outlier is not None and outlier.kind == "densehybrid" and not has_head:
+            raise ValueError("loss.outlier kind densehybrid needs the dataset-posterior head (dataset_head: true)")
+        if self.espnetv2 is not None and outlier is not None and outlier.kind != "densehybrid":
+            raise ValueError(f"an ESPNetv2 run trains with loss.outlier kind densehybrid or none, not {outlier.kind!r}")

@@ -25,8 +25,9 @@ from mask2anomaly.data.anomaly_mix import (
     SyntheticOutlierPool,
     anomaly_mix,
 )
-from mask2anomaly.data.base import UNKNOWN, Sample
+from mask2anomaly.data.base import UNKNOWN, VOID, Sample
 from mask2anomaly.data.coco_panoptic import CocoPanopticReader
+from mask2anomaly.data.negatives import Placement, negative_window, paste_window, place, rectangle_mask
 from mask2anomaly.data.transforms import TrainTransform
 from mask2anomaly.errors import UserError
 from mask2anomaly.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, padded_size
@@ -41,8 +42,12 @@ class Example:
         image: ``[3, H, W]`` float32, normalised like the model's input.
         labels: ``[T]`` int64 class of each target mask.
         masks: ``[T, H, W]`` bool target masks.
-        outliers: ``[H, W]`` bool pasted-outlier pixels.
+        outliers: ``[H, W]`` bool pasted-outlier pixels (AnomalyMix or DenseHybrid negatives).
         generator: torch generator for this image's random loss points.
+        semantic: ``[H, W]`` int64 closed-set labels for per-pixel models, :data:`VOID` where void
+            or pasted.
+        flow_slot: where the trainer pastes the flow's sample (DenseHybrid's synthetic negatives),
+            or ``None``; its pixels are already in ``outliers``.
     """
 
     image: torch.Tensor
@@ -50,6 +55,8 @@ class Example:
     masks: torch.Tensor
     outliers: torch.Tensor
     generator: torch.Generator
+    semantic: torch.Tensor
+    flow_slot: Placement | None = None
 
 
 def build_outlier_pool(spec: str | None, seed: int) -> OutlierPool | None:
@@ -125,16 +132,49 @@ class TrainingData:
         """The ``number``-th training image of the run."""
         rng = np.random.default_rng([self.seed, 1, number])
         sample = self.reader[self.dataset_index(number)]
-        if self.pool is not None:
+        if self.pool is not None and self.config.negatives is None:
             sample = anomaly_mix(sample, self.pool, rng, probability=self.config.anomaly_mix_probability)
         sample = self.transform(sample, rng)
+        flow_slot = None
+        if self.config.negatives is not None:
+            sample, flow_slot = self._paste_negative(sample, rng)
         labels, masks = targets_of(sample, self.config.target, self.num_classes)
         image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).float() / 255
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         generator = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, 2, number]).integers(2**62)))
         outliers = torch.from_numpy(outlier_pixels(sample))
-        return Example((image - mean) / std, labels, masks, outliers, generator)
+        semantic = torch.full(sample.size, VOID, dtype=torch.int64)
+        if sample.semantic is not None:
+            known = torch.from_numpy(sample.semantic.astype(np.int64))
+            semantic = torch.where(known < self.num_classes, known, semantic)
+        return Example((image - mean) / std, labels, masks, outliers, generator, semantic, flow_slot)
+
+    def _paste_negative(self, sample: Sample, rng: np.random.Generator) -> tuple[Sample, Placement | None]:
+        """DenseHybrid's one negative per crop: a real one pasted here, or a rectangle left for the
+        flow's sample (its pixels marked unknown either way)."""
+        config = self.config.negatives
+        assert config is not None
+        real = config.source == "pool" or (config.source == "mixed" and rng.random() < config.real_probability)
+        if real:
+            assert self.pool is not None
+            cutout = self.pool[int(rng.integers(len(self.pool)))]
+            window, mask = negative_window(
+                cutout, config.patch, tuple(config.jitter), config.rectangle_probability, rng
+            )
+            where = place(sample.size, mask, rng)
+            image, pasted = paste_window(sample.image, window, where)
+            slot = None
+        else:
+            where = place(sample.size, rectangle_mask(config.patch, rng), rng)
+            image, pasted = (
+                sample.image,
+                paste_window(sample.image, np.zeros((config.patch, config.patch, 3), np.uint8), where)[1],
+            )
+            slot = where
+        semantic = sample.semantic.copy() if sample.semantic is not None else np.full(sample.size, VOID, np.uint8)
+        semantic[pasted] = UNKNOWN
+        return sample.replace(image=image, semantic=semantic), slot
 
 
 @dataclass
@@ -147,6 +187,8 @@ class Batch:
         outliers: ``[B, H, W]`` bool.
         padding: ``[B, H, W]`` bool, true outside the images.
         generators: one per image.
+        semantic: ``[B, H, W]`` int64 closed-set labels (:data:`VOID` on void, pasted and padding).
+        flow_slots: per image, where the flow's sample goes, or ``None``.
     """
 
     images: torch.Tensor
@@ -154,24 +196,40 @@ class Batch:
     outliers: torch.Tensor
     padding: torch.Tensor
     generators: list[torch.Generator]
+    semantic: torch.Tensor
+    flow_slots: list[Placement | None]
 
     def to(self, device: torch.device) -> Batch:
         targets = [{k: v.to(device) for k, v in t.items()} for t in self.targets]
         return Batch(
-            self.images.to(device), targets, self.outliers.to(device), self.padding.to(device), self.generators
+            self.images.to(device),
+            targets,
+            self.outliers.to(device),
+            self.padding.to(device),
+            self.generators,
+            self.semantic.to(device),
+            self.flow_slots,
         )
 
 
 def collate(examples: list[Example]) -> Batch:
-    """Pad (image 0, masks false, outliers false) to the largest size rounded up to 32 and stack."""
+    """Pad (image 0, masks false, outliers false, labels void) to the largest size rounded up to 32
+    and stack."""
     height, width = padded_size(max(e.image.shape[1] for e in examples), max(e.image.shape[2] for e in examples))
-    images, targets, outliers, padding = [], [], [], []
+    images, targets, outliers, padding, semantic = [], [], [], [], []
     for e in examples:
         pad = (0, width - e.image.shape[2], 0, height - e.image.shape[1])
         images.append(F.pad(e.image, pad))
         targets.append({"labels": e.labels, "masks": F.pad(e.masks, pad)})
         outliers.append(F.pad(e.outliers, pad))
         padding.append(F.pad(torch.zeros(e.image.shape[1:], dtype=torch.bool), pad, value=True))
+        semantic.append(F.pad(e.semantic, pad, value=VOID))
     return Batch(
-        torch.stack(images), targets, torch.stack(outliers), torch.stack(padding), [e.generator for e in examples]
+        torch.stack(images),
+        targets,
+        torch.stack(outliers),
+        torch.stack(padding),
+        [e.generator for e in examples],
+        torch.stack(semantic),
+        [e.flow_slot for e in examples],
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 from tqdm import tqdm
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from mask2anomaly import data as datasets
 from mask2anomaly import distributed
 from mask2anomaly.config_utils import to_dict
+from mask2anomaly.data.base import VOID
 from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
 from mask2anomaly.errors import UserError
 from mask2anomaly.inference import DatasetSource, Predictor, run
@@ -36,15 +38,18 @@ from mask2anomaly.inference.consumers.panoptic import Mining, PanopticMetrics
 from mask2anomaly.inference.consumers.validation import Validation
 from mask2anomaly.inference.loop import Consumer
 from mask2anomaly.io_utils import write_text_atomic
-from mask2anomaly.losses import HungarianMatcher, SetCriterion, outlier_loss
+from mask2anomaly.losses import HungarianMatcher, LossOutput, SetCriterion, outlier_loss
+from mask2anomaly.losses.densehybrid import POSTERIOR_FACTOR, likelihood_term, posterior_term
 from mask2anomaly.methods import parse_method
 from mask2anomaly.methods.open_set_panoptic import OpenSetPanoptic
 from mask2anomaly.models import MaskTransformer
+from mask2anomaly.models.espnetv2 import ESPNetV2Segmentation, load_espnetv2
 from mask2anomaly.models.formats.state_dict import load_strict
 from mask2anomaly.models.loading import load_model
 from mask2anomaly.training.checkpoint import TrainingState, load_training_state, save_training_state
 from mask2anomaly.training.config import MiningConfig, RunConfig
 from mask2anomaly.training.data import Batch, TrainingData, collate
+from mask2anomaly.training.flow import FLOW_PREFIX, FlowNegatives, PatchFlow, flow_generator
 from mask2anomaly.training.recipes import load_recipe
 
 CHECKPOINT = "last.safetensors"
@@ -64,12 +69,17 @@ def learning_rate_factor(step: int, config: RunConfig) -> float:
     return warmup * (1 - step / optim.max_steps) ** optim.poly_power
 
 
-def parameter_groups(model: MaskTransformer, config: RunConfig) -> list[dict[str, Any]]:
-    """AdamW groups: backbone at ``lr * backbone_lr_multiplier``; norms and embeddings without decay."""
+def parameter_groups(model: nn.Module, config: RunConfig) -> list[dict[str, Any]]:
+    """AdamW groups: the backbone (a mask transformer's, ESPNetv2's encoder) at ``lr *
+    backbone_lr_multiplier``; norms and embeddings without decay."""
     no_decay_types = (nn.LayerNorm, nn.GroupNorm, nn.Embedding)
     no_decay = {id(p) for m in model.modules() if isinstance(m, no_decay_types) for p in m.parameters(recurse=False)}
-    no_decay.add(id(model.pixel_decoder.level_embed))
-    backbone = {id(p) for p in model.backbone.parameters()}
+    if isinstance(model, MaskTransformer):
+        no_decay.add(id(model.pixel_decoder.level_embed))
+        trunk = model.backbone
+    else:
+        trunk = model.base_net
+    backbone = {id(p) for p in trunk.parameters()}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
@@ -88,23 +98,53 @@ def parameter_groups(model: MaskTransformer, config: RunConfig) -> list[dict[str
     return out
 
 
-def build_model(config: RunConfig) -> MaskTransformer:
-    """The run's model: initialised from ``train.init`` when given (weights only; the run's
-    architecture must match), otherwise fresh with its pretrained backbone."""
+def _with_fresh_head(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` completed with the model's own freshly initialised dataset-posterior head when the
+    weights it is initialised from have none (DenseHybrid fine-tuning of a closed-set model)."""
+    head = {k: v for k, v in model.state_dict().items() if k.startswith("dataset_head.")}
+    return {**head, **state}
+
+
+def build_model(config: RunConfig) -> nn.Module:
+    """The run's model: ESPNetv2 when ``config.espnetv2`` is set, else the mask transformer;
+    initialised from ``train.init`` when given (weights only; the run's architecture must match,
+    except for a dataset-posterior head the init lacks, which starts fresh), otherwise fresh with
+    its pretrained backbone."""
+    if config.espnetv2 is not None:
+        model: nn.Module = ESPNetV2Segmentation(config.espnetv2)
+        if config.train.init is not None:
+            source = load_espnetv2(config.train.init)
+            load_strict(model, _with_fresh_head(model, source.state_dict()), f"{config.train.init} (train.init)")
+        return model
     if config.train.init is None:
         return MaskTransformer(config.model)
     source = load_model(config.train.init)
     model = MaskTransformer(config.model, load_pretrained=False)
-    load_strict(model, source.state_dict(), f"{config.train.init} (train.init)")
+    load_strict(model, _with_fresh_head(model, source.state_dict()), f"{config.train.init} (train.init)")
     return model
 
 
+class DenseForward(nn.Module):
+    """A per-pixel model's training forward pass, ``(logits, dataset logits)``, as a module (so that
+    ``DistributedDataParallel`` can wrap it)."""
+
+    def __init__(self, model: ESPNetV2Segmentation) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, return_aux: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.model.forward_dense(images)
+
+
 class Losses(nn.Module):
-    """Set criterion plus the optional outlier loss, weighted and summed."""
+    """The model's closed-set loss plus the optional outlier loss, weighted and summed: the set
+    criterion of a mask transformer, or the per-pixel cross-entropy of ESPNetv2 (void and pasted
+    pixels ignored) with DenseHybrid's terms."""
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__()
         loss = config.loss
+        self.per_pixel = config.espnetv2 is not None
         matcher = HungarianMatcher(loss.class_weight, loss.mask_weight, loss.dice_weight, loss.num_points)
         self.criterion = SetCriterion(
             config.model.num_classes,
@@ -127,6 +167,8 @@ class Losses(nn.Module):
         return sum(min(t, q) + self.no_object_weight * (q - min(t, q)) for t in num_targets)
 
     def forward(self, output, batch: Batch, num_masks: float, class_normaliser: float, image_share: float):
+        if self.per_pixel:
+            return self._per_pixel(output, batch, image_share)
         losses = self.criterion(
             output, batch.targets, generator=batch.generators, num_masks=num_masks, class_normaliser=class_normaliser
         )
@@ -137,16 +179,35 @@ class Losses(nn.Module):
             )
         return losses
 
+    def _per_pixel(self, output: tuple[torch.Tensor, torch.Tensor | None], batch: Batch, image_share: float):
+        logits, dataset = output
+        terms = {"loss_ce": F.cross_entropy(logits, batch.semantic, ignore_index=VOID) * image_share}
+        if self.outlier is not None:
+            assert dataset is not None
+            beta = self.outlier.resolved_weight
+            log_likelihood = torch.logsumexp(logits, 1)
+            terms["loss_likelihood"] = (
+                beta * likelihood_term(log_likelihood, batch.outliers, batch.padding) * image_share
+            )
+            terms["loss_posterior"] = (
+                beta * POSTERIOR_FACTOR * posterior_term(dataset, batch.outliers, batch.padding) * image_share
+            )
+        return LossOutput(total=torch.stack(list(terms.values())).sum(), terms=terms)
 
-VALIDATION_METHOD = "mask2anomaly"
-"""The anomaly score validated during training (paper Eq. 5)."""
+
+def validation_method(model: nn.Module) -> str:
+    """The anomaly score validated during training: DenseHybrid's with its head, else Mask2Anomaly's
+    (paper Eq. 5) on a mask transformer and MSP on a per-pixel model."""
+    if getattr(model, "dataset_head", None) is not None:
+        return "densehybrid"
+    return "mask2anomaly" if isinstance(model, MaskTransformer) else "msp"
 
 
 def validate(
-    model: MaskTransformer, reader: datasets.Reader, max_images: int = 0, mining: MiningConfig | None = None
+    model: nn.Module, reader: datasets.Reader, max_images: int = 0, mining: MiningConfig | None = None
 ) -> dict[str, float]:
     """Closed-set mIoU and, when the set has anomaly labels, the pixel metrics of the
-    Mask2Anomaly score, on the first ``max_images`` images of ``reader`` (0: all): one pass of the
+    :func:`validation_method` score, on the first ``max_images`` images of ``reader`` (0: all): one pass of the
     inference loop; the model goes back to training mode afterwards. With ``mining`` (open-set
     panoptic runs), also PQ of the known and of the unknown class, unknown instances found by the
     paper's mining with those settings.
@@ -158,6 +219,7 @@ def validate(
     was_training = model.training
     device = next(model.parameters()).device
     validation = Validation()
+    method = validation_method(model)
     consumers: list[Consumer] = [validation]
     panoptic = None
     if mining is not None:
@@ -168,13 +230,13 @@ def validate(
         run(
             DatasetSource(reader, max_images),
             Predictor(model, device),
-            [parse_method(VALIDATION_METHOD)],
+            [parse_method(method)],
             consumers,
             progress="validate",
         )
     finally:
         model.train(was_training)
-    metrics = {key.removeprefix(f"{VALIDATION_METHOD}/"): value for key, value in validation.result().items()}
+    metrics = {key.removeprefix(f"{method}/"): value for key, value in validation.result().items()}
     if panoptic is not None:
         summary = panoptic.result()["paper"]
         metrics["pq"] = summary["all"]["pq"]
@@ -214,22 +276,33 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
     if config.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.train.seed)
-    data = TrainingData(config.data, config.model.num_classes, config.train.seed)
+    num_classes = config.espnetv2.num_classes if config.espnetv2 is not None else config.model.num_classes
+    data = TrainingData(config.data, num_classes, config.train.seed)
     val_reader = datasets.open_spec(config.data.val) if config.data.val else None
     model = build_model(config).to(process.device).train()
+    flow = None
+    groups = parameter_groups(model, config)
+    if config.flow is not None:
+        assert config.data.negatives is not None
+        flow = PatchFlow(config.flow, config.data.negatives.patch).to(process.device).train()
+        groups.append(
+            {"params": list(flow.parameters()), "lr": config.flow.lr, "base_lr": config.flow.lr, "weight_decay": 0.0}
+        )
     losses = Losses(config).to(process.device)
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, config), betas=tuple(config.optim.betas), eps=config.optim.eps
-    )
+    optimizer = torch.optim.AdamW(groups, betas=tuple(config.optim.betas), eps=config.optim.eps)
     step = 0
     if state is not None:
-        load_strict(model, state.model, str(out / CHECKPOINT))
+        weights = {k: v for k, v in state.model.items() if not k.startswith(FLOW_PREFIX)}
+        load_strict(model, weights, str(out / CHECKPOINT))
+        if flow is not None:
+            flow_weights = {k[len(FLOW_PREFIX) :]: v for k, v in state.model.items() if k.startswith(FLOW_PREFIX)}
+            load_strict(flow, flow_weights, str(out / CHECKPOINT))
         optimizer.load_state_dict(state.optimizer)
         step = state.step
-    wrapped: nn.Module = model
+    wrapped: nn.Module = DenseForward(model) if isinstance(model, ESPNetV2Segmentation) else model
     if process.distributed:
         wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[process.device.index] if process.device.type == "cuda" else None
+            wrapped, device_ids=[process.device.index] if process.device.type == "cuda" else None
         )
     use_amp = config.optim.amp and process.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -257,9 +330,18 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         total_masks, total_class = distributed.all_sum(counts.to(process.device), process).tolist()
         optimizer.zero_grad(set_to_none=True)
         terms: dict[str, float] = {}
+        flow_terms: dict[str, float] = {}
         for index in range(config.optim.accumulation):
             batch = collate(examples[index * micro : (index + 1) * micro]).to(process.device)
             last = index == config.optim.accumulation - 1
+            share = micro * process.world_size / config.optim.batch_size
+            negatives = None
+            if flow is not None:
+                assert config.flow is not None
+                negatives = FlowNegatives(
+                    flow, config.flow, batch, flow_generator(config.train.seed, step, process.rank, index)
+                )
+                batch = negatives.pasted_batch()
             context = wrapped.no_sync() if process.distributed and not last else contextlib.nullcontext()
             with context, torch.autocast(process.device.type, enabled=use_amp):
                 output = wrapped(batch.images, return_aux=True)
@@ -268,13 +350,16 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
                     batch,
                     num_masks=max(total_masks, 1.0) / process.world_size,
                     class_normaliser=total_class / process.world_size,
-                    image_share=micro * process.world_size / config.optim.batch_size,
+                    image_share=share,
                 )
                 scaler.scale(result.total).backward()
             for name, value in result.terms.items():
                 terms[name] = terms.get(name, 0.0) + float(value.detach())
+            if negatives is not None:
+                for name, value in negatives.train_step(model, share).items():
+                    flow_terms[name] = flow_terms.get(name, 0.0) + value
         total = sum(terms.values())
-        if not math.isfinite(total):
+        if not all(math.isfinite(v) for v in (total, *flow_terms.values())):
             bar.close()
             kept = f"the last good checkpoint is {out / CHECKPOINT} (step {last_good})"
             if not (out / CHECKPOINT).exists():
@@ -283,6 +368,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         if config.optim.clip_grad > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.clip_grad)
+            if flow is not None:
+                torch.nn.utils.clip_grad_norm_(flow.parameters(), config.optim.clip_grad)
         scaler.step(optimizer)
         scaler.update()
         step += 1
@@ -290,7 +377,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         lr = max(group["lr"] for group in optimizer.param_groups)
         bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
         if step % config.train.log_every == 0 or step == config.optim.max_steps:
-            log.write(step, total, lr, terms, time.perf_counter() - started)
+            log.write(step, total, lr, {**terms, **flow_terms}, time.perf_counter() - started)
         summary: dict[str, Any] = {"step": step, "loss": total, **generator}
         if val_reader is not None and process.is_main and _due(step, config.train.val_every, config.optim.max_steps):
             mining = config.mining if config.data.target == "panoptic" else None
@@ -298,8 +385,11 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
             summary.update({f"val_{k}": v for k, v in metrics.items()})
             log.validation(step, metrics)
         if process.is_main and (step % config.train.checkpoint_every == 0 or step == config.optim.max_steps):
+            weights = model.state_dict()
+            if flow is not None:
+                weights.update({FLOW_PREFIX + k: v for k, v in flow.state_dict().items()})
             save_training_state(
-                out / CHECKPOINT, TrainingState(step, config, model.state_dict(), optimizer.state_dict()), extra=summary
+                out / CHECKPOINT, TrainingState(step, config, weights, optimizer.state_dict()), extra=summary
             )
             write_text_atomic(out / "last.json", json.dumps(summary, indent=2))
             last_good = step
