@@ -15,6 +15,7 @@ from mask2anomaly.inference.consumers.validation import Validation
 from mask2anomaly.losses import OutlierLossConfig
 from mask2anomaly.methods import parse_method
 from mask2anomaly.models.espnetv2 import ESPNetV2Config, load_espnetv2
+from mask2anomaly.models.loading import load_model
 from mask2anomaly.training.checkpoint import load_training_state
 from mask2anomaly.training.config import (
     DataConfig,
@@ -27,8 +28,7 @@ from mask2anomaly.training.config import (
 )
 from mask2anomaly.training.flow import PatchFlow, border_term
 from mask2anomaly.training.trainer import train
-
-pytest.importorskip("normflows")
+from tests.training.tiny_run import tiny_run
 
 
 def _flow(levels: int = 1, patch: int = 4) -> PatchFlow:
@@ -130,3 +130,36 @@ def test_a_tiny_run_makes_the_hybrid_score_beat_msp(tmp_path):
     result = validation.result()
     assert result["densehybrid/auprc"] > result["msp/auprc"], result
     assert result["densehybrid/auroc"] > result["msp/auroc"], result
+
+
+def test_a_mask_transformer_fine_tunes_with_densehybrid_from_a_closed_set_model(tmp_path):
+    """Stage 1 without the head, then DenseHybrid with mixed negatives: the head starts fresh,
+    every term is logged, and the result scores with densehybrid."""
+    stage1 = train(tiny_run(steps=1), tmp_path / "stage1", device="cpu")
+    config = tiny_run(steps=2)
+    config = replace(
+        config,
+        model=replace(config.model, dataset_head=True),
+        data=replace(
+            config.data,
+            outlier_pool="synthetic",
+            negatives=NegativesConfig(source="mixed", patch=32, jitter=(0.5, 1.0)),
+        ),
+        loss=replace(config.loss, outlier=OutlierLossConfig("densehybrid")),
+        train=replace(config.train, init=str(stage1)),
+        flow=FlowConfig(levels=1, blocks=1, hidden=8),
+    )
+    checkpoint = train(config, tmp_path / "dh", device="cpu")
+    log = (tmp_path / "dh/log.csv").read_text()
+    for term in ("loss_likelihood", "loss_posterior", "flow_nll", "flow_border"):
+        assert term in log
+    model = load_model(checkpoint)
+    assert model.config.dataset_head
+    validation = Validation()
+    run(
+        DatasetSource("synthetic:test?n=1&size=64x128"),
+        Predictor(model, torch.device("cpu")),
+        [parse_method("densehybrid")],
+        [validation],
+    )
+    assert 0 <= validation.result()["densehybrid/auprc"] <= 1
