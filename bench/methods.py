@@ -1,13 +1,13 @@
 """Cost of the scoring methods relative to the forward pass of a Mask2Former-size model, CPU.
 
-The model is ``MaskTransformer(ModelConfig())`` (ResNet-50, 100 queries, 19 classes) with random
-weights, in eval mode under ``torch.inference_mode``, on one ``--height x --width`` image. Each
-method is timed on the same forward output with a fresh :class:`ScoreContext` per run (so it pays
-for the upsampling and the marginal itself); "all methods" scores every registered name from one
-context with ``score_methods``, sharing those pieces. The flipped forward pass of ``+tta`` is
-computed once beforehand and not charged to the methods (it is a second forward pass). Random
-weights give no confident query, so refinement is also timed on an output whose first 20 queries
-are made confident stuff classes.
+The model is ``MaskTransformer(ModelConfig(dataset_head=True))`` (ResNet-50, 100 queries, 19
+classes, DenseHybrid's head) with random weights, in eval mode under ``torch.inference_mode``, on
+one ``--height x --width`` image. Each method is timed on the same forward output with a fresh
+:class:`ScoreContext` per run (so it pays for the upsampling and the marginal itself); "all
+methods" scores every registered name from one context with ``score_methods``, sharing those
+pieces. The flipped forward pass of ``+tta`` is computed once beforehand and not charged to the
+methods (it is a second forward pass). Random weights give no confident query, so refinement is
+also timed on an output whose first 20 queries are made confident stuff classes.
 Times are medians of ``--repeats`` runs after a warm-up; the ratio is to the forward time, timed
 before and after the methods (the machine's load changes). Baseline row: the same marginal computed
 the direct way (whole-image upsampling, sigmoid, einsum), as the reference code does.
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = MaskTransformer(ModelConfig()).eval()
+    model = MaskTransformer(ModelConfig(dataset_head=True)).eval()
     x = torch.randn(1, 3, args.height, args.width, generator=torch.Generator().manual_seed(0))
     size = (args.height, args.width)
     with torch.inference_mode():

@@ -24,13 +24,17 @@ from mask2anomaly.methods.base import AnomalyMethod, ScoreContext
 
 @dataclass(frozen=True)
 class MSP(AnomalyMethod):
-    """Maximum softmax probability: ``1 - max_c p_c``."""
+    """Maximum softmax probability: ``1 - max_c p_c``. For a per-pixel model computed as
+    ``1 - exp(max_c z_c - logsumexp(z))`` (the same value without the K probability maps), which
+    shares the log-partition with DenseHybrid's likelihood."""
 
     key = "msp"
     needs_masks = False
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
-        return 1 - ctx.pixel_probs.amax(1)
+        if ctx.has_masks:
+            return 1 - ctx.pixel_probs.amax(1)
+        return 1 - torch.exp(ctx.class_max - ctx.log_known_likelihood)
 
 
 @dataclass(frozen=True)
