@@ -24,7 +24,7 @@ import html
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mask2anomaly.data.synthetic import VERSION as SYNTHETIC_VERSION
@@ -57,6 +57,13 @@ METHODS = (
 )
 """Every method of the demo; ``maskomaly`` gets the anomaly queries chosen on the calibration split."""
 
+DENSEHYBRID_MODEL = WEIGHTS / "synthetic_cpu_densehybrid.safetensors"
+"""The shipped model fine-tuned with DenseHybrid's head and terms (``synthetic_cpu_densehybrid``)."""
+DENSEHYBRID_PROVENANCE = WEIGHTS / "synthetic_cpu_densehybrid.provenance.json"
+
+DENSEHYBRID_METHODS = ("densehybrid", "densehybrid+posterior", "densehybrid+likelihood")
+"""The rows of the DenseHybrid model (a model of its own: its head comes from its training)."""
+
 SHOWN = ("mask2anomaly", "mask2anomaly+refine")
 """The methods whose open-set semantic maps the report shows."""
 
@@ -72,12 +79,16 @@ class DemoConfig:
         size: ``(H, W)`` of the scenes.
         seed: generator seed of the test split (the calibration split uses ``seed + 1``).
         examples: test images shown in the report.
-        retrain: train both stages from scratch first (``synthetic_cpu`` then ``synthetic_cpu_contrastive``).
+        densehybrid_model: the DenseHybrid model whose rows join the tables; ``None`` takes the shipped
+            one with the shipped model, the retrained one with ``retrain``, and none with ``model``.
+        retrain: train both stages from scratch first (``synthetic_cpu`` then
+            ``synthetic_cpu_contrastive``, and ``synthetic_cpu_densehybrid`` from the first stage).
         train_overrides: ``key=value`` recipe overrides applied to both training stages.
         device: where inference and training run (default: CUDA when available).
     """
 
     model: str | None = None
+    densehybrid_model: str | None = None
     test_images: int = 100
     calibration_images: int = 50
     size: tuple[int, int] = (256, 512)
@@ -96,14 +107,19 @@ class DemoConfig:
             raise UserError("give either a model or --retrain, not both")
 
 
-def retrain(out: Path, overrides: tuple[str, ...], device: str | None) -> Path:
-    """Train ``synthetic_cpu`` (closed set) then ``synthetic_cpu_contrastive`` under ``out``; the final checkpoint.
+def retrain(out: Path, overrides: tuple[str, ...], device: str | None) -> tuple[Path, Path]:
+    """Train ``synthetic_cpu`` (closed set), then from it ``synthetic_cpu_contrastive`` and
+    ``synthetic_cpu_densehybrid``, under ``out``; the two final checkpoints.
 
     Finished stages are reused and an interrupted one resumed, so an interrupted ``--retrain`` continues.
     """
     stage1 = train_or_reuse(load_recipe("synthetic_cpu", list(overrides)), out / "stage1", device)
-    stage2 = load_recipe("synthetic_cpu_contrastive", [*overrides, f"train.init={stage1}"])
-    return train_or_reuse(stage2, out / "contrastive", device)
+    contrastive = load_recipe("synthetic_cpu_contrastive", [*overrides, f"train.init={stage1}"])
+    densehybrid = load_recipe("synthetic_cpu_densehybrid", [*overrides, f"train.init={stage1}"])
+    return (
+        train_or_reuse(contrastive, out / "contrastive", device),
+        train_or_reuse(densehybrid, out / "densehybrid", device),
+    )
 
 
 def write_splits(root: Path, config: DemoConfig) -> tuple[Path, Path]:
@@ -145,6 +161,32 @@ def demo_methods(queries: tuple[int, ...]) -> list[AnomalyMethod]:
     ]
 
 
+def _evaluate_densehybrid(
+    model: str, test_spec: str, calibration_spec: str, out: Path, config: DemoConfig
+) -> tuple[dict, dict[str, float], list]:
+    """The DenseHybrid model's rows: its three scores on the test split (anomaly and open-set
+    semantic segmentation, thresholds calibrated on the calibration split as for the other rows)."""
+    methods = [parse_method(name) for name in DENSEHYBRID_METHODS]
+    predictor = open_model(model, config.device)
+    predictor.check_methods(methods)
+    thresholds = calibrate(predictor, methods, calibration_spec)
+    evaluation = EvaluateConfig(
+        model=model,
+        datasets=(test_spec,),
+        methods=tuple(methods),
+        out=out,
+        tasks=("anomaly", "oss"),
+        examples=min(config.examples, 2),
+        also_protocols=("mask2anomaly",),
+        open_set=OpenSetOptions(threshold=thresholds),
+        example_open_set=("densehybrid",),
+        device=config.device,
+    )
+    payload, reports = evaluate_with_reports(evaluation)
+    (entry,) = payload["datasets"].values()
+    return entry, thresholds, reports
+
+
 def _origin(config: DemoConfig) -> str:
     """Where the evaluated model comes from, as HTML."""
     if config.retrain:
@@ -161,14 +203,18 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole demo into ``out``; returns the ``metrics.json`` content."""
     out = Path(out)
     start = time.perf_counter()
+    densehybrid_model = config.densehybrid_model
     if config.retrain:
-        model = str(retrain(out / "train", config.train_overrides, config.device))
+        trained, densehybrid = retrain(out / "train", config.train_overrides, config.device)
+        model, densehybrid_model = str(trained), densehybrid_model or str(densehybrid)
     elif config.model is not None:
         model = config.model
     else:
         if not SHIPPED_MODEL.exists():
             raise UserError(f"{SHIPPED_MODEL}: the shipped model is missing; reinstall or run with --retrain")
         model = str(SHIPPED_MODEL)
+        if densehybrid_model is None and DENSEHYBRID_MODEL.exists():
+            densehybrid_model = str(DENSEHYBRID_MODEL)
     test, calibration = write_splits(out / "data", config)
     calibration_spec = f"validation:{calibration / 'anomaly'}"
     test_spec = f"coco_panoptic:{test / 'openset_panoptic' / 'panoptic_test.json'}?unknown=synthetic"
@@ -192,6 +238,18 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> dict:
     )
     payload, reports = evaluate_with_reports(evaluation)
     (entry,) = payload["datasets"].values()
+    sections = [dataset_section(r, list(METHODS), "exact") for r in reports]
+    if densehybrid_model is not None:
+        dh_entry, dh_thresholds, dh_reports = _evaluate_densehybrid(
+            densehybrid_model, test_spec, calibration_spec, out / "evaluation_densehybrid", config
+        )
+        entry["anomaly"].update(dh_entry["anomaly"])
+        entry["open_set_semantic"].update(dh_entry["open_set_semantic"])
+        thresholds = {**thresholds, **dh_thresholds}
+        title = f"DenseHybrid model ({Path(densehybrid_model).name})"
+        sections += [
+            dataset_section(replace(r, key=f"{r.key}: {title}"), list(DENSEHYBRID_METHODS), "exact") for r in dh_reports
+        ]
     metrics = json_safe(
         {
             "anomaly": entry["anomaly"],
@@ -200,6 +258,7 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> dict:
             "maskomaly_queries": list(queries),
             "thresholds": thresholds,
             "images": entry["images"],
+            "densehybrid_model": densehybrid_model,
         }
     )
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -214,7 +273,6 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> dict:
         f"(<code>paper</code>) and RbA's from each method's score (<code>rba:METHOD</code>). Whole run: "
         f"{elapsed:.0f} s. Metrics in percent; heatmaps blue = low, red = high score; unknown class in white.</p>"
     )
-    sections = [dataset_section(r, list(METHODS), "exact") for r in reports]
     write_text_atomic(
         out / "report.html", page("mask2anomaly demo: the synthetic street-scene benchmark", intro, sections)
     )

@@ -14,7 +14,7 @@ from PIL import Image
 from mask2anomaly.cli.main import main
 from mask2anomaly.data.synthetic import generate_scene
 from mask2anomaly.errors import UserError
-from mask2anomaly.experiments.demo import METHODS, DemoConfig, run_demo
+from mask2anomaly.experiments.demo import DENSEHYBRID_METHODS, METHODS, DemoConfig, run_demo
 from mask2anomaly.models import MaskTransformer
 from mask2anomaly.models.loading import load_model, save_model
 from tests.inference import independent
@@ -30,8 +30,15 @@ def demo_run(tmp_path_factory):
     torch.manual_seed(0)
     model = MaskTransformer(tiny_config("global_masked", num_classes=19, num_queries=10))
     save_model(model, root / "tiny.safetensors")
+    hybrid = MaskTransformer(tiny_config("global_masked", num_classes=19, num_queries=10, dataset_head=True))
+    save_model(hybrid, root / "tiny_densehybrid.safetensors")
     config = DemoConfig(
-        model=str(root / "tiny.safetensors"), test_images=3, calibration_images=2, size=SIZE, examples=2
+        model=str(root / "tiny.safetensors"),
+        densehybrid_model=str(root / "tiny_densehybrid.safetensors"),
+        test_images=3,
+        calibration_images=2,
+        size=SIZE,
+        examples=2,
     )
     metrics = run_demo(root / "out", config)
     return root / "out", metrics
@@ -41,8 +48,9 @@ def test_metrics_cover_every_method_and_task(demo_run):
     out, metrics = demo_run
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert {"anomaly", "open_set_semantic", "open_panoptic", "maskomaly_queries", "thresholds"} <= set(metrics)
-    assert list(metrics["anomaly"]) == list(METHODS) == list(metrics["open_set_semantic"])
-    for name in METHODS:
+    rows = [*METHODS, *DENSEHYBRID_METHODS]
+    assert list(metrics["anomaly"]) == rows == list(metrics["open_set_semantic"])
+    for name in rows:
         pixel = metrics["anomaly"][name]["pixel"]
         assert 0 <= pixel["auprc"] <= 1 and 0 <= pixel["fpr95"] <= 1 and metrics["anomaly"][name]["num_images"] == 3
         assert "pixel_mask2anomaly" in metrics["anomaly"][name]
@@ -88,8 +96,11 @@ def test_report_shows_tables_and_pictures(demo_run):
     page = (out / "report.html").read_text()
     for heading in ("Anomaly segmentation", "Open-set semantic segmentation", "Open-set panoptic segmentation"):
         assert heading in page
-    # per example: image, truth, a heatmap per method, closed set, two open-set maps, panoptic
-    assert len(re.findall(r'src="data:image/png;base64,', page)) == 2 * (2 + len(METHODS) + 1 + 2 + 1)
+    # per example: image, truth, a heatmap per method, closed set, two open-set maps, panoptic; the
+    # DenseHybrid model's section: image, truth, its three heatmaps, closed set, one open-set map
+    main_pictures, hybrid_pictures = 2 * (2 + len(METHODS) + 1 + 2 + 1), 2 * (2 + len(DENSEHYBRID_METHODS) + 1 + 1)
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == main_pictures + hybrid_pictures
+    assert "DenseHybrid model (tiny_densehybrid.safetensors)" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "<script" not in page
     assert (out / "evaluation" / "report.html").exists()
 
@@ -116,7 +127,7 @@ def test_split_of_an_older_generator_is_regenerated(demo_run):
     assert (out / "data" / "calibration" / "anomaly" / "labels_masks" / "0.png").exists()
 
 
-def test_retrain_trains_both_stages_then_evaluates(tmp_path, capsys):
+def test_retrain_trains_every_stage_then_evaluates(tmp_path, capsys):
     overrides = ["optim.max_steps=2", *TINY_RECIPE_OVERRIDES]
     args = ["demo", "--retrain", "--out", str(tmp_path / "out"), "--images", "2", "--calibration-images", "2"]
     args += ["--size", "64x128", "--examples", "1"]
@@ -125,9 +136,16 @@ def test_retrain_trains_both_stages_then_evaluates(tmp_path, capsys):
     assert main(args) == 0
     stage1 = json.loads((tmp_path / "out" / "train" / "stage1" / "last.json").read_text())
     stage2 = json.loads((tmp_path / "out" / "train" / "contrastive" / "last.json").read_text())
-    assert stage1["step"] == 2 and stage2["step"] == 2
-    assert "mask2anomaly+refine" in capsys.readouterr().out
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["anomaly"]["mask2anomaly"]["pixel"]["auprc"] > 0
+    hybrid = json.loads((tmp_path / "out" / "train" / "densehybrid" / "last.json").read_text())
+    assert stage1["step"] == stage2["step"] == hybrid["step"] == 2
+    printed = capsys.readouterr().out
+    assert "mask2anomaly+refine" in printed and "densehybrid+posterior" in printed
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (
+        metrics["anomaly"]["mask2anomaly"]["pixel"]["auprc"] > 0
+        and metrics["anomaly"]["densehybrid"]["num_images"] == 2
+    )
+    assert metrics["densehybrid_model"] == str(tmp_path / "out" / "train" / "densehybrid" / "last.safetensors")
 
 
 def test_model_and_retrain_are_exclusive():
@@ -141,7 +159,12 @@ def test_an_interrupted_split_is_generated_again(demo_run, tmp_path):
     partial.mkdir(parents=True)
     (partial / "0.png").write_bytes(b"half a file")
     config = DemoConfig(
-        model=str(out.parent / "tiny.safetensors"), test_images=3, calibration_images=2, size=SIZE, examples=2
+        model=str(out.parent / "tiny.safetensors"),
+        densehybrid_model=str(out.parent / "tiny_densehybrid.safetensors"),
+        test_images=3,
+        calibration_images=2,
+        size=SIZE,
+        examples=2,
     )
     assert run_demo(tmp_path / "out", config) == metrics
     assert not partial.exists() and (tmp_path / "out" / "data" / "calibration" / "meta.json").exists()
