@@ -91,12 +91,18 @@ def place(crop_size: tuple[int, int], mask: np.ndarray, rng: np.random.Generator
     return Placement(top, left, mask[: height - top, : width - left])
 
 
+def placed_mask(size: tuple[int, int], where: Placement) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of a crop of ``size`` that a window placed at ``where`` covers."""
+    pasted = np.zeros(size, bool)
+    h, w = where.mask.shape
+    pasted[where.top : where.top + h, where.left : where.left + w] = where.mask
+    return pasted
+
+
 def paste_window(image: np.ndarray, window: np.ndarray, where: Placement) -> tuple[np.ndarray, np.ndarray]:
     """``(image with the window's chosen pixels, (H, W) bool pasted pixels)``; ``image`` is not modified."""
     out = image.copy()
-    pasted = np.zeros(image.shape[:2], bool)
     h, w = where.mask.shape
     region = (slice(where.top, where.top + h), slice(where.left, where.left + w))
     out[region][where.mask] = window[:h, :w][where.mask]
-    pasted[region] = where.mask
-    return out, pasted
+    return out, placed_mask(image.shape[:2], where)

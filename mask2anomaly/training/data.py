@@ -27,7 +27,14 @@ from mask2anomaly.data.anomaly_mix import (
 )
 from mask2anomaly.data.base import UNKNOWN, VOID, Sample
 from mask2anomaly.data.coco_panoptic import CocoPanopticReader
-from mask2anomaly.data.negatives import Placement, negative_window, paste_window, place, rectangle_mask
+from mask2anomaly.data.negatives import (
+    Placement,
+    negative_window,
+    paste_window,
+    place,
+    placed_mask,
+    rectangle_mask,
+)
 from mask2anomaly.data.transforms import TrainTransform
 from mask2anomaly.errors import UserError
 from mask2anomaly.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, padded_size
@@ -166,12 +173,8 @@ class TrainingData:
             image, pasted = paste_window(sample.image, window, where)
             slot = None
         else:
-            where = place(sample.size, rectangle_mask(config.patch, rng), rng)
-            image, pasted = (
-                sample.image,
-                paste_window(sample.image, np.zeros((config.patch, config.patch, 3), np.uint8), where)[1],
-            )
-            slot = where
+            slot = place(sample.size, rectangle_mask(config.patch, rng), rng)
+            image, pasted = sample.image, placed_mask(sample.size, slot)
         semantic = sample.semantic.copy() if sample.semantic is not None else np.full(sample.size, VOID, np.uint8)
         semantic[pasted] = UNKNOWN
         return sample.replace(image=image, semantic=semantic), slot

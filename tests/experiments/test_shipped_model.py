@@ -8,7 +8,7 @@ import numpy as np
 
 from mask2anomaly.cli.main import main
 from mask2anomaly.data.synthetic import generate_scene
-from mask2anomaly.experiments.demo import PROVENANCE, SHIPPED_MODEL
+from mask2anomaly.experiments.demo import DENSEHYBRID_MODEL, DENSEHYBRID_PROVENANCE, PROVENANCE, SHIPPED_MODEL
 from mask2anomaly.models.loading import load_model
 from mask2anomaly.training.recipes import load_recipe
 from tests.inference import independent
@@ -47,3 +47,16 @@ def test_demo_runs_the_shipped_model_by_default(tmp_path, capsys):
     page = (tmp_path / "report.html").read_text()
     assert "shipped with the package" in page and "synthetic_cpu.safetensors" in page
     assert "mask2anomaly+refine" in capsys.readouterr().out
+
+
+def test_shipped_densehybrid_model_is_its_recipe_with_a_provenance():
+    """The DenseHybrid model: the recipe's architecture (head included) and a provenance that says
+    how it was made and where that differs from the recipe."""
+    assert DENSEHYBRID_MODEL.stat().st_size <= 20 * 2**20
+    provenance = json.loads(DENSEHYBRID_PROVENANCE.read_text())
+    assert {"commands", "seed", "commit", "wall_time", "training", "evaluation", "differs_from_the_recipe"} <= set(
+        provenance
+    )
+    model = load_model(str(DENSEHYBRID_MODEL)).eval()
+    assert model.config == load_recipe("synthetic_cpu_densehybrid").model
+    assert provenance["training"]["steps"] == 600
