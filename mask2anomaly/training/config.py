@@ -64,6 +64,9 @@ class DataConfig:
         anomaly_mix_probability: chance that a training image gets a pasted outlier.
         negatives: DenseHybrid's pasting (one negative per crop, after the augmentation) instead of
             AnomalyMix; its real negatives come from ``outlier_pool``.
+        pseudo_labels: closed-set targets from the initial network's predictions (``train.init``)
+            for a training set without semantic labels; its anomaly pixels are void
+            (:mod:`mask2anomaly.training.pseudo_labels`).
         num_workers: data-loading processes.
     """
 
@@ -78,6 +81,7 @@ class DataConfig:
     outlier_pool: str | None = None
     anomaly_mix_probability: float = 0.2
     negatives: NegativesConfig | None = None
+    pseudo_labels: bool = False
     num_workers: int = 0
 
     def __post_init__(self) -> None:

@@ -39,6 +39,7 @@ from mask2anomaly.data.transforms import TrainTransform
 from mask2anomaly.errors import UserError
 from mask2anomaly.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, padded_size
 from mask2anomaly.training.config import DataConfig
+from mask2anomaly.training.pseudo_labels import PseudoLabeller
 
 
 @dataclass
@@ -115,10 +116,14 @@ class TrainingData:
         config: the data section of the run.
         num_classes: K (targets of other classes are dropped).
         seed: run seed.
+        labeller: the initial network's labeller, for ``config.pseudo_labels``.
     """
 
-    def __init__(self, config: DataConfig, num_classes: int, seed: int) -> None:
+    def __init__(self, config: DataConfig, num_classes: int, seed: int, labeller: PseudoLabeller | None = None) -> None:
         self.config, self.num_classes, self.seed = config, num_classes, seed
+        if config.pseudo_labels and labeller is None:
+            raise UserError("data.pseudo_labels needs the initial network (train.init) to label the images")
+        self.labeller = labeller if config.pseudo_labels else None
         self.reader = datasets.open_spec(config.train)
         if len(self.reader) == 0:
             raise UserError(f"training set {config.train!r} has no images")
@@ -138,7 +143,10 @@ class TrainingData:
     def example(self, number: int) -> Example:
         """The ``number``-th training image of the run."""
         rng = np.random.default_rng([self.seed, 1, number])
-        sample = self.reader[self.dataset_index(number)]
+        index = self.dataset_index(number)
+        sample = self.reader[index]
+        if self.labeller is not None:
+            sample = sample.replace(semantic=self.labeller.labels(index, sample))
         if self.pool is not None and self.config.negatives is None:
             sample = anomaly_mix(sample, self.pool, rng, probability=self.config.anomaly_mix_probability)
         sample = self.transform(sample, rng)

@@ -50,6 +50,7 @@ from mask2anomaly.training.checkpoint import TrainingState, load_training_state,
 from mask2anomaly.training.config import MiningConfig, RunConfig
 from mask2anomaly.training.data import Batch, TrainingData, collate
 from mask2anomaly.training.flow import FLOW_PREFIX, FlowNegatives, PatchFlow, flow_generator
+from mask2anomaly.training.pseudo_labels import PseudoLabeller
 from mask2anomaly.training.recipes import load_recipe
 
 CHECKPOINT = "last.safetensors"
@@ -277,9 +278,14 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.train.seed)
     num_classes = config.espnetv2.num_classes if config.espnetv2 is not None else config.model.num_classes
-    data = TrainingData(config.data, num_classes, config.train.seed)
-    val_reader = datasets.open_spec(config.data.val) if config.data.val else None
     model = build_model(config).to(process.device).train()
+    labeller = None
+    if config.data.pseudo_labels:
+        if config.train.init is None:
+            raise UserError("data.pseudo_labels takes its labels from the initial network: set train.init")
+        labeller = PseudoLabeller(build_model(config))
+    data = TrainingData(config.data, num_classes, config.train.seed, labeller)
+    val_reader = datasets.open_spec(config.data.val) if config.data.val else None
     flow = None
     groups = parameter_groups(model, config)
     if config.flow is not None:
