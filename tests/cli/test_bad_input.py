@@ -213,6 +213,10 @@ CASES = {
         lambda w: predict(w, "{tmp}/out", "--methods", "maskomaly"),
         "belong to the authors' Swin-L Cityscapes",
     ),
+    "densehybrid on a model without its head": (
+        lambda w: predict(w, "{tmp}/out", "--methods", "densehybrid"),
+        "needs DenseHybrid's dataset-posterior head, which this model lacks; fine-tune one with",
+    ),
     "maskomaly queries without maskomaly": (
         lambda w: predict(w, "{tmp}/out", "--methods", "msp", "--maskomaly-queries", "1,2"),
         "--maskomaly-queries applies to the maskomaly method",
