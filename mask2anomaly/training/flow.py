@@ -103,13 +103,16 @@ class PatchFlow(nn.Module):
         return -self.log_prob(patches + noise).mean() / self.dims
 
     def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """``[count, 3, P, P]`` samples in [0, 1] (clamped), base noise from ``generator``."""
+        """``[count, 3, P, P]`` samples in [0, 1], base noise from ``generator``. Values the flow's
+        forward map sends out of range are clamped, and the rare ones it sends to infinity or NaN
+        (a coupling scale near zero) become the range's ends or its middle, with no gradient: a
+        pasted sample is always a valid image."""
         latents = []
         for base in self.flow.q0:
             eps = torch.randn((count, *base.shape), generator=generator).to(base.loc)
             latents.append(base.loc + torch.exp(base.log_scale) * eps)
         x, _ = self.flow.forward_and_log_det(latents)
-        return (x + 0.5).clamp(0, 1)
+        return torch.nan_to_num(x + 0.5, nan=0.5, posinf=1.0, neginf=0.0).clamp(0, 1)
 
 
 def border_term(log_probs: torch.Tensor) -> torch.Tensor:

@@ -370,7 +370,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, device: str 
             kept = f"the last good checkpoint is {out / CHECKPOINT} (step {last_good})"
             if not (out / CHECKPOINT).exists():
                 kept = "no checkpoint was written yet"
-            raise TrainingError(f"loss is {total} at step {step + 1}; training stopped, {kept}")
+            bad = ", ".join(f"{k} {v}" for k, v in {**terms, **flow_terms}.items() if not math.isfinite(v))
+            raise TrainingError(f"loss is {total} at step {step + 1} ({bad}); training stopped, {kept}")
         if config.optim.clip_grad > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.clip_grad)

@@ -163,3 +163,13 @@ def test_a_mask_transformer_fine_tunes_with_densehybrid_from_a_closed_set_model(
         [validation],
     )
     assert 0 <= validation.result()["densehybrid/auprc"] <= 1
+
+
+def test_samples_stay_valid_images_when_the_flow_overflows():
+    """A base scale of e^60 sends the forward map to infinity and NaN; the samples stay finite in
+    [0, 1]."""
+    flow = _flow(levels=1, patch=4).float()
+    with torch.no_grad():
+        flow.flow.q0[0].log_scale.fill_(60.0)
+    samples = flow.sample(3, torch.Generator().manual_seed(0))
+    assert torch.isfinite(samples).all() and float(samples.min()) >= 0 and float(samples.max()) <= 1

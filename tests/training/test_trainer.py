@@ -217,7 +217,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(trainer_module.Losses, "forward", poisoned)
-    with pytest.raises(TrainingError, match=r"loss is nan at step 3; .*last good checkpoint .*\(step 2\)"):
+    with pytest.raises(
+        TrainingError, match=r"loss is nan at step 3 \(loss_ce nan\); .*last good checkpoint .*\(step 2\)"
+    ):
         train(tiny_run(steps=5), tmp_path / "run")
     assert load_training_state(tmp_path / "run/last.safetensors").step == 2
 
